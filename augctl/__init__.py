@@ -1,0 +1,46 @@
+"""augctl: an offline, deterministic image-dataset expander with a provenance manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Heavy modules (numpy, Pillow) load on first use, so `augctl --help` starts fast.
+_LAZY = {
+    "expand": "augctl.api",
+    "Summary": "augctl.api",
+    "load_recipe": "augctl.recipe",
+    "Recipe": "augctl.recipe",
+}
+
+from .errors import (  # noqa: E402
+    AugctlError,
+    OutputError,
+    PlanError,
+    RecipeError,
+    SourceError,
+    UsageError,
+)
+
+__all__ = [
+    "AugctlError",
+    "OutputError",
+    "PlanError",
+    "Recipe",
+    "RecipeError",
+    "SourceError",
+    "Summary",
+    "UsageError",
+    "__version__",
+    "expand",
+    "load_recipe",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'augctl' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""`python -m augctl`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,225 @@
+"""The library entry point: expand() = walk -> plan -> execute -> manifest."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import __version__, dataset, manifest
+from .errors import OutputError, UsageError
+from .execute import Job, Result, default_workers, run_local
+from .images import TEMP_SUFFIX
+from .plan import Task, make_plan
+from .recipe import Recipe, RecipeSource, load_recipe
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Summary:
+    """What a run did; `to_dict()` is what `--json` prints and run.json records."""
+
+    input_dir: str
+    output_dir: str
+    recipe_sha256: str
+    sources: int = 0
+    classes: int = 0
+    planned: int = 0
+    written: int = 0
+    already_done: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    per_class: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    processed: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        """Source images processed per second of wall time in this run."""
+        return 0.0 if self.seconds <= 0 else self.processed / self.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the summary."""
+        data = asdict(self)
+        data["images_per_second"] = round(self.images_per_second, 2)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def expand(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    recipe: RecipeSource,
+    *,
+    workers: int | None = None,
+    variants: int | None = None,
+    seed: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    command: list[str] | None = None,
+) -> Summary:
+    """Write augmented variants of every image under `input_dir` into `output_dir`.
+
+    Re-running on the same output continues an interrupted run (and does nothing when
+    it is complete). A different recipe on a used output is refused unless `overwrite`.
+    """
+    started = time.monotonic()
+    rec = load_recipe(recipe).replace(variants=variants, seed=seed)
+    if variants is not None and rec.balance_target is not None:
+        raise UsageError("--variants can't be combined with a recipe that sets 'balance'")
+    in_dir, out_dir = os.path.abspath(input_dir), os.path.abspath(output_dir)
+    _check_dirs(in_dir, out_dir)
+    listing = dataset.walk(in_dir, rec.extensions, exclude=out_dir)
+    if not listing.classes:
+        raise UsageError(
+            f"input directory {input_dir} has no class folders; "
+            f"expected {input_dir}/<class>/<image>"
+        )
+    tasks = make_plan(listing, rec)
+    summary = Summary(
+        input_dir=str(input_dir),
+        output_dir=str(output_dir),
+        recipe_sha256=rec.sha256,
+        sources=len(listing.sources),
+        classes=len(listing.classes),
+        planned=sum(len(t.variants) for t in tasks),
+        warnings=list(listing.warnings),
+    )
+    done = _prepare_output(out_dir, rec, overwrite)
+    for cls in {t.source.cls for t in tasks}:
+        os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
+    pending = _pending(tasks, done)
+    summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
+    run_info = {
+        "augctl_version": __version__,
+        "status": "running",
+        "command": command,
+        "recipe_sha256": rec.sha256,
+        "recipe": rec.to_dict(),
+        "input_dir": str(input_dir),
+    }
+    manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
+    errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in listing.skipped]
+    writer = manifest.ManifestWriter(os.path.join(out_dir, manifest.MANIFEST))
+    job = Job(recipe=rec, input_dir=in_dir, output_dir=out_dir)
+    fatal: str | None = None
+    try:
+        for n, result in enumerate(run_local(job, pending, workers or default_workers()), 1):
+            if result.fatal:
+                fatal = result.error
+                break
+            if result.error is not None:
+                errors.append(
+                    {
+                        "source_path": result.task.source.rel,
+                        "class": result.task.source.cls,
+                        "reason": result.error,
+                    }
+                )
+            writer.add(result.rows)
+            summary.written += len(result.rows)
+            summary.processed += 1
+            if progress:
+                progress(n, len(pending))
+    finally:
+        writer.close()
+        errors.sort(key=lambda e: e["source_path"])
+        manifest.write_csv(os.path.join(out_dir, manifest.ERRORS), errors, manifest.ERROR_COLUMNS)
+    if fatal:
+        raise OutputError(f"{fatal}; what was written so far is recorded; re-run to continue")
+    rows = manifest.read_rows(os.path.join(out_dir, manifest.MANIFEST))
+    rows.sort(key=lambda r: r["output_path"])
+    manifest.write_csv(os.path.join(out_dir, manifest.MANIFEST), rows, manifest.COLUMNS)
+    summary.skipped = len(errors)
+    summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
+    summary.seconds = time.monotonic() - started
+    run_info.update(status="complete", summary=summary.to_dict())
+    manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
+    return summary
+
+
+def _check_dirs(in_dir: str, out_dir: str) -> None:
+    if not os.path.isdir(in_dir):
+        what = "does not exist" if not os.path.exists(in_dir) else "is not a directory"
+        raise UsageError(f"input directory {in_dir} {what}")
+    real_in, real_out = os.path.realpath(in_dir), os.path.realpath(out_dir)
+    if real_out == real_in or real_in.startswith(real_out.rstrip(os.sep) + os.sep):
+        raise UsageError(f"output directory {out_dir} contains the input; choose another one")
+
+
+def _prepare_output(out_dir: str, recipe: Recipe, overwrite: bool) -> set[str]:
+    """Create or reopen OUT; returns the outputs already recorded by a run of this recipe."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create output directory {out_dir}: {exc.strerror or exc}"
+        ) from None
+    if not os.access(out_dir, os.W_OK):
+        raise OutputError(f"output directory {out_dir} is not writable")
+    manifest_path = os.path.join(out_dir, manifest.MANIFEST)
+    rows = manifest.read_rows(manifest_path)
+    previous = manifest.read_run_recipe(out_dir)
+    if previous is None and rows:
+        previous = rows[0].get("recipe_sha256")
+    if previous is None:
+        used = [e for e in os.listdir(out_dir) if not dataset.is_junk(e)]
+        if used and not overwrite:
+            raise UsageError(
+                f"output directory {out_dir} is not empty and holds no augctl run; "
+                "choose an empty or new directory (or pass --overwrite to write into it anyway)"
+            )
+    elif previous != recipe.sha256:
+        if not overwrite:
+            raise UsageError(
+                f"output directory {out_dir} holds a run of a different recipe "
+                f"(sha256 {previous[:12]}, this one is {recipe.sha256[:12]}); use another "
+                "directory, or --overwrite to delete the files its manifest lists and start again"
+            )
+        _remove_listed(out_dir, rows)
+        rows = []
+    _remove_temp_files(out_dir)
+    return {
+        r["output_path"] for r in rows if os.path.isfile(os.path.join(out_dir, r["output_path"]))
+    }
+
+
+def _remove_listed(out_dir: str, rows: list[dict[str, str]]) -> None:
+    """Delete what an old manifest lists (and only that), then the manifest files."""
+    for row in rows:
+        path = os.path.normpath(os.path.join(out_dir, row["output_path"]))
+        if path.startswith(out_dir + os.sep) and os.path.isfile(path):
+            os.unlink(path)
+    for name in (manifest.MANIFEST, manifest.ERRORS, manifest.RUN_JSON):
+        try:
+            os.unlink(os.path.join(out_dir, name))
+        except FileNotFoundError:
+            pass
+
+
+def _remove_temp_files(out_dir: str) -> None:
+    """Delete temporary files a killed run left behind (never a final name)."""
+    for base, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if name.endswith(TEMP_SUFFIX):
+                os.unlink(os.path.join(base, name))
+
+
+def _pending(tasks: Iterable[Task], done: set[str]) -> list[Task]:
+    """The tasks, each reduced to its variants not yet recorded; finished tasks dropped."""
+    out = []
+    for task in tasks:
+        left = tuple(v for v in task.variants if v.out_rel not in done)
+        if left:
+            out.append(
+                task if len(left) == len(task.variants) else Task(task.source, task.fmt, left)
+            )
+    return out
+
+
+__all__ = ["Summary", "expand", "Result"]

@@ -1,0 +1,183 @@
+"""The `augctl` command: a thin click layer over the library (parse, one call, report)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import AugctlError
+
+
+class _Failure(click.ClickException):
+    """A library error shown as one message, with the library's exit code."""
+
+    def __init__(self, error: AugctlError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"augctl: error: {self.format_message()}", err=True)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"augctl: warning: {message}", err=True)
+
+
+def _load(recipe: str) -> Any:
+    from .recipe import load_recipe
+
+    if recipe == "-":
+        return load_recipe(sys.stdin.read(), name="<stdin>")
+    return load_recipe(recipe)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a plain line every few seconds."""
+
+    def __init__(self, quiet: bool, interval: float = 10.0) -> None:
+        self.quiet, self.interval = quiet, interval
+        self.bar: Any = None
+        self.last = time.monotonic()
+        self.started = self.last
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval or done == total:
+            self.last = now
+            rate = done / max(now - self.started, 1e-9)
+            click.echo(f"augctl: {done}/{total} images ({rate:.1f}/s)", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except AugctlError as exc:
+        raise _Failure(exc) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="augctl")
+def main() -> None:
+    """Expand an image-classification dataset with reproducible, recorded augmentations."""
+
+
+@main.command()
+@click.argument("input_dir", metavar="IN", type=click.Path(file_okay=False))
+@click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
+@click.option("-r", "--recipe", required=True, help="Recipe YAML file, or - for stdin.")
+@click.option(
+    "-n", "--variants", type=click.IntRange(0), help="Variants per image (overrides the recipe)."
+)
+@click.option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
+@click.option(
+    "-j", "--workers", type=click.IntRange(1), help="Worker processes [default: CPUs available]."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def expand(
+    input_dir: str,
+    output_dir: str,
+    recipe: str,
+    variants: int | None,
+    seed: int | None,
+    workers: int | None,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Write augmented variants of every image in IN/<class>/ to OUT/<class>/.
+
+    Re-running the same command continues an interrupted run.
+    """
+    from .api import expand as expand_
+
+    progress = _Progress(quiet)
+    try:
+        summary = _run(
+            lambda: expand_(
+                input_dir,
+                output_dir,
+                _load(recipe),
+                workers=workers,
+                variants=variants,
+                seed=seed,
+                overwrite=overwrite,
+                progress=progress,
+                command=sys.argv,
+            )
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo("augctl: interrupted; re-run the same command to continue", err=True)
+        sys.exit(130)
+    progress.close()
+    for message in summary.warnings:
+        _warn(message)
+    if summary.skipped:
+        _warn(f"{summary.skipped} source(s) skipped; see {output_dir}/errors.csv")
+    if not quiet:
+        click.echo(
+            f"augctl: wrote {summary.written} images from {summary.processed} sources "
+            f"({summary.already_done} already done, {summary.skipped} skipped) "
+            f"in {summary.seconds:.1f}s ({summary.images_per_second:.1f} sources/s) "
+            f"to {output_dir}",
+            err=True,
+        )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("recipe")
+def validate(recipe: str) -> None:
+    """Check RECIPE (a file, or - for stdin) and print its normalized form."""
+    rec = _run(lambda: _load(recipe))
+    click.echo(rec.to_yaml(), nl=False)
+    click.echo(f"# recipe sha256: {rec.sha256}", err=True)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ops(name: str | None, as_json: bool) -> None:
+    """List the ops with their parameters, defaults and accepted values."""
+    from .ops import REGISTRY
+    from .ops.describe import describe_ops
+
+    if name is not None and name not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise click.UsageError(f"unknown op '{name}'{hint}")
+    table = describe_ops([name] if name else sorted(REGISTRY))
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    for entry in table:
+        click.echo(f"{entry['name']}  ({entry['family']})  {entry['doc']}")
+        for param in entry["params"]:
+            default = json.dumps(param["default"])
+            click.echo(f"    {param['name']:<14} default {default:<16} {param['accepts']}")
+        click.echo("    p              default 1.0              probability the step is applied")

@@ -1,0 +1,159 @@
+"""Walk a class-per-folder image tree: classes, sources, junk, and what to warn about."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass, field
+
+from .errors import PlanError
+
+# Files and folders that tools and operating systems leave in datasets; never images.
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "lost+found"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source image: `path` to read it, `rel` (POSIX, NFC, relative to the root) to name it."""
+
+    path: str
+    rel: str
+    cls: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that looks like a source but can't be used, with the reason."""
+
+    rel: str
+    cls: str
+    reason: str
+
+
+@dataclass
+class Listing:
+    """Everything found under the input root, sorted by relative path."""
+
+    root: str
+    sources: list[Source] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def is_junk(name: str) -> bool:
+    """Hidden files (.DS_Store, ._x, .ipynb_checkpoints, ...) and OS litter."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC, so one name typed on macOS and Linux is one identity."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _valid_text(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes survive as lone surrogates
+        return False
+    return True
+
+
+def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> Listing:
+    """List the sources under `root`: `root/<class>/**/<image>`; `exclude` is never entered."""
+    if not os.path.isdir(root):
+        what = "does not exist" if not os.path.exists(root) else "is not a directory"
+        raise PlanError(f"input directory {root} {what}")
+    exts = {e.lower() for e in extensions}
+    listing = Listing(root=root)
+    skip_dir = os.path.realpath(exclude) if exclude else None
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise PlanError(f"cannot list input directory {root}: {exc.strerror or exc}") from None
+    root_images = []
+    for entry in entries:
+        if is_junk(entry.name):
+            continue
+        if _is_dir(entry):
+            if skip_dir and os.path.realpath(entry.path) == skip_dir:
+                continue
+            if not _valid_text(entry.name):
+                listing.warnings.append(f"class folder {entry.name!r} is not valid UTF-8; skipped")
+                continue
+            cls = nfc(entry.name)
+            found = _walk_class(listing, entry.path, cls, cls, exts, skip_dir, set())
+            listing.classes.append(cls)
+            if not found:
+                listing.warnings.append(
+                    f"class folder '{cls}' has no images; nothing written for it"
+                )
+        elif os.path.splitext(entry.name)[1].lower() in exts:
+            root_images.append(entry.name)
+    if root_images:
+        listing.warnings.append(
+            f"{len(root_images)} image(s) at the input root are in no class folder and are skipped "
+            f"(e.g. {root_images[0]}); put them in {root}/<class>/"
+        )
+    listing.sources.sort(key=lambda s: s.rel)
+    listing.skipped.sort(key=lambda s: s.rel)
+    listing.classes.sort()
+    return listing
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks
+    except OSError:
+        return False
+
+
+def _walk_class(
+    listing: Listing,
+    path: str,
+    rel: str,
+    cls: str,
+    exts: set[str],
+    skip_dir: str | None,
+    ancestors: set[tuple[int, int]],
+) -> int:
+    """Add the sources below one folder; returns how many it found (loops are cut)."""
+    try:
+        st = os.stat(path)
+        entries = list(os.scandir(path))
+    except OSError as exc:
+        listing.warnings.append(f"cannot list folder {rel}: {exc.strerror or exc}; skipped")
+        return 0
+    key = (st.st_dev, st.st_ino)
+    if key in ancestors:
+        listing.warnings.append(f"folder {rel} links back to a folder above it; not followed")
+        return 0
+    ancestors = ancestors | {key}
+    found = 0
+    for entry in entries:
+        if is_junk(entry.name):
+            continue
+        child_rel = f"{rel}/{entry.name}"
+        if _is_dir(entry):
+            if skip_dir and os.path.realpath(entry.path) == skip_dir:
+                continue
+            found += _walk_class(listing, entry.path, child_rel, cls, exts, skip_dir, ancestors)
+            continue
+        if os.path.splitext(entry.name)[1].lower() not in exts:
+            continue
+        if not _valid_text(child_rel):
+            shown = child_rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            listing.skipped.append(Skipped(shown, cls, "file name is not valid UTF-8; rename it"))
+            continue
+        child_rel = nfc(child_rel)
+        try:
+            is_file = entry.is_file()  # follows symlinks
+        except OSError:
+            is_file = False
+        if not is_file:
+            reason = "broken symbolic link" if entry.is_symlink() else "not a regular file"
+            listing.skipped.append(Skipped(child_rel, cls, reason))
+            continue
+        listing.sources.append(Source(path=entry.path, rel=child_rel, cls=cls))
+        found += 1
+    return found

@@ -1,0 +1,184 @@
+"""Running tasks: the per-source worker function (never raises) and the local process pool."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__, images, pipeline
+from .errors import SourceError
+from .plan import Task
+from .recipe import Recipe
+
+# A source whose task was running when a worker died this many times is given up on.
+MAX_WORKER_DEATHS = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of a run shares; sent to each worker once."""
+
+    recipe: Recipe
+    input_dir: str
+    output_dir: str
+
+
+@dataclass
+class Result:
+    """What a worker returns for one task: manifest rows, or why the source was skipped.
+
+    `fatal` marks failures of the output side (disk full, permissions), which stop the run.
+    """
+
+    task: Task
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    fatal: bool = False
+
+
+def rng_for(seed: int) -> np.random.Generator:
+    """The generator of one variant (PCG64 seeded through SeedSequence)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+
+
+def run_task(job: Job, task: Task) -> Result:
+    """Decode one source once, write all its variants, and return their manifest rows."""
+    recipe = job.recipe
+    result = Result(task)
+    try:
+        data = images.read_source(task.source.path)
+        image = images.decode(
+            data,
+            max_pixels=recipe.max_pixels,
+            keep_alpha=images.keeps_alpha(task.fmt),
+            background=recipe.background,
+        )
+        source_sha = hashlib.sha256(data).hexdigest()
+        del data
+        for variant in task.variants:
+            if variant.index == 0:
+                applied: list[dict[str, Any]] = []
+                out = image
+            else:
+                applied = pipeline.sample(recipe.pipeline, rng_for(variant.seed), image.size)
+                out = pipeline.run(image, applied)
+            encoded = images.encode(out, task.fmt, recipe.quality)
+            try:
+                images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
+            except OSError as exc:
+                result.error, result.fatal = (
+                    f"cannot write {variant.out_rel}: {exc.strerror or exc}",
+                    True,
+                )
+                return result
+            result.rows.append(
+                {
+                    "output_path": variant.out_rel,
+                    "source_path": task.source.rel,
+                    "class": task.source.cls,
+                    "variant": variant.index,
+                    "seed": variant.seed,
+                    "ops": json.dumps(applied, separators=(",", ":"), ensure_ascii=False),
+                    "width": out.width,
+                    "height": out.height,
+                    "source_sha256": source_sha,
+                    "output_sha256": hashlib.sha256(encoded).hexdigest(),
+                    "recipe_sha256": recipe.sha256,
+                    "augctl_version": __version__,
+                }
+            )
+    except SourceError as exc:
+        result.rows, result.error = [], str(exc)
+    except MemoryError:
+        result.rows, result.error = [], "out of memory while processing this image"
+    except Exception as exc:  # a worker never raises: one bad file must not end the run
+        result.rows, result.error = [], f"failed while augmenting: {type(exc).__name__}: {exc}"
+    return result
+
+
+# --- the local process pool ------------------------------------------------------
+
+_JOB: Job | None = None
+
+
+def _init_worker(job: Job) -> None:
+    global _JOB
+    _JOB = job
+    # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_in_worker(task: Task) -> Result:
+    assert _JOB is not None
+    return run_task(_JOB, task)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
+    """Run tasks in a spawn-context process pool, yielding results as they finish.
+
+    A bounded number of tasks is in flight, so memory stays flat. If a worker dies
+    (OOM killer, a crash in a decoder) the pool is rebuilt and the tasks that were in
+    flight are retried one at a time; one that kills its worker again is reported as
+    an error instead of ending the run.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    todo = iter(tasks)
+    suspects: list[Task] = []
+    deaths: dict[str, int] = {}
+    window = max(2, workers * 4)
+    while True:
+        pool = cf.ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)
+        )
+        running: dict[cf.Future, Task] = {}
+        finished = crashed = False
+        try:
+            while not crashed:
+                while len(running) < (1 if suspects else window):
+                    task = suspects.pop(0) if suspects else next(todo, None)
+                    if task is None:
+                        break
+                    running[pool.submit(_run_in_worker, task)] = task
+                if not running:
+                    finished = True
+                    return
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    if future.exception() is not None:
+                        crashed = True
+                        continue
+                    del running[future]
+                    yield future.result()
+        finally:
+            if not finished and not crashed:  # interrupted: don't wait for busy workers
+                for proc in list((pool._processes or {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=finished, cancel_futures=True)
+        for future, task in running.items():
+            if future.done() and future.exception() is None:
+                yield future.result()
+                continue
+            deaths[task.source.rel] = deaths.get(task.source.rel, 0) + 1
+            if deaths[task.source.rel] >= MAX_WORKER_DEATHS:
+                yield Result(
+                    task, error="the worker process died while processing this image (twice)"
+                )
+            else:
+                suspects.append(task)

@@ -1,0 +1,170 @@
+"""Image I/O: safe decoding (EXIF, modes, bomb guard), encoding, and atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import SourceError
+from .ops.base import fill_for
+
+# Pillow format name, file extension and whether the format stores alpha, by recipe format.
+FORMATS = {
+    "jpeg": ("JPEG", ".jpg", False),
+    "png": ("PNG", ".png", True),
+    "webp": ("WEBP", ".webp", True),
+}
+_SAME = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".jfif": "jpeg",
+    ".png": "png",
+    ".webp": "webp",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".gif": "gif",
+}
+_EXTRA = {"bmp": ("BMP", None, False), "tiff": ("TIFF", None, True), "gif": ("GIF", None, False)}
+TEMP_SUFFIX = ".augctl-tmp"
+
+
+def output_format(recipe_format: str, source_ext: str) -> tuple[str, str]:
+    """(recipe format, file extension) of the outputs of a source with `source_ext`."""
+    if recipe_format != "same":
+        return recipe_format, FORMATS[recipe_format][1]
+    ext = source_ext.lower()
+    fmt = _SAME.get(ext)
+    return (fmt, ext) if fmt else ("png", ".png")
+
+
+def keeps_alpha(fmt: str) -> bool:
+    """Whether files of this format can store transparency."""
+    return (FORMATS.get(fmt) or _EXTRA[fmt])[2]
+
+
+def read_source(path: str) -> bytes:
+    """The bytes of a source file, with a readable reason when it can't be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise SourceError("empty file (0 bytes)")
+    return data
+
+
+def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 255) -> Image.Image:
+    """Decode an image: first frame, EXIF orientation applied, mode L/LA/RGB/RGBA."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: we check sizes ourselves
+            image = Image.open(io.BytesIO(data))
+            w, h = image.size
+            if w * h > max_pixels:
+                raise SourceError(
+                    f"image is {w}x{h} = {w * h:,} pixels, "
+                    f"more than input.max_pixels ({max_pixels:,})"
+                )
+            image.load()
+    except SourceError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise SourceError(f"refused as a decompression bomb: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise SourceError("not an image (Pillow cannot identify its format)") from None
+    except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
+        raise SourceError(f"corrupt or truncated image data: {exc}") from None
+    image = _upright(image)
+    image = _normalize_mode(image)
+    if image.mode in ("LA", "RGBA") and not keep_alpha:
+        image = flatten(image, background)
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the image; keep it as stored
+        return image
+
+
+def _normalize_mode(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to L, LA, RGB or RGBA without clipping or hidden colours."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode == "P":
+        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        return image.convert("RGBA" if has_alpha else "RGB")
+    if mode == "PA":
+        return image.convert("RGBA")
+    if mode == "La":
+        return image.convert("LA")
+    if mode == "RGBa":
+        return image.convert("RGBA")
+    if mode.startswith("I") or mode == "F":
+        return _to_8bit(image)
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Rescale a 16/32-bit integer or float image to 8-bit grayscale (never clip)."""
+    arr = np.asarray(image).astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if image.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = arr * 255.0
+    elif image.mode != "F" and lo >= 0 and hi <= 65535:
+        scaled = arr / 257.0  # the full 16-bit range onto 0-255
+    else:
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def flatten(image: Image.Image, background: Any = 255) -> Image.Image:
+    """Composite an LA/RGBA image over a solid background, dropping alpha."""
+    mode = image.mode[:-1]
+    out = Image.new(mode, image.size, fill_for(mode, background))
+    out.paste(image.convert(mode), mask=image.getchannel("A"))
+    return out
+
+
+def encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """Encode an image to bytes in a recipe format; flattens alpha the format can't hold."""
+    pil_format = (FORMATS.get(fmt) or _EXTRA[fmt])[0]
+    if image.mode in ("LA", "RGBA") and not keeps_alpha(fmt):
+        image = flatten(image)
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buf, format=pil_format, quality=quality)
+    elif fmt == "webp":
+        image.save(buf, format=pil_format, quality=quality, method=4)
+    elif fmt == "png":
+        image.save(buf, format=pil_format, compress_level=6)
+    else:
+        image.save(buf, format=pil_format)
+    return buf.getvalue()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to a temporary name in the same folder, then rename it into place."""
+    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

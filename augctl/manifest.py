@@ -1,0 +1,130 @@
+"""The manifest and errors CSV files: columns, the single durable writer, reading back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+COLUMNS = (
+    "output_path",
+    "source_path",
+    "class",
+    "variant",
+    "seed",
+    "ops",
+    "width",
+    "height",
+    "source_sha256",
+    "output_sha256",
+    "recipe_sha256",
+    "augctl_version",
+)
+ERROR_COLUMNS = ("source_path", "class", "reason")
+MANIFEST = "manifest.csv"
+ERRORS = "errors.csv"
+RUN_JSON = "run.json"
+
+
+def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], header: bool) -> str:
+    """Rows as RFC 4180 CSV text (CRLF line ends, minimal quoting)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\r\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Replace a small text file atomically and durably."""
+    tmp = f"{path}.{os.getpid()}.augctl-tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_csv(path: str, rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    """Write a whole CSV file (header included) atomically."""
+    write_text_atomic(path, csv_text(rows, columns, header=True))
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write a JSON file atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_rows(path: str) -> list[dict[str, str]]:
+    """The complete rows of a manifest-like CSV; a torn last line (from a crash) is dropped."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+class ManifestWriter:
+    """Appends rows only after their files are durable, syncing in groups about once a second."""
+
+    def __init__(self, path: str, sync_interval: float = 1.0) -> None:
+        self.path = path
+        self.sync_interval = sync_interval
+        self.pending: list[dict[str, Any]] = []
+        self.last_sync = time.monotonic()
+        self._repair_tail()
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self.file = open(path, "a", encoding="utf-8", newline="")
+        if new:
+            self.file.write(csv_text([], COLUMNS, header=True))
+            self.file.flush()
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line left by a crash so the next append starts a fresh row."""
+        try:
+            with open(self.path, "rb+") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows whose files were written; commit the group when it is due."""
+        self.pending.extend(rows)
+        if time.monotonic() - self.last_sync >= self.sync_interval:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make queued files durable (one sync for the group), then append their rows."""
+        if self.pending:
+            os.sync()
+            self.file.write(csv_text(self.pending, COLUMNS, header=False))
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.pending.clear()
+        self.last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """Commit what is queued and close the file."""
+        try:
+            self.commit()
+        finally:
+            self.file.close()
+
+
+def read_run_recipe(out_dir: str) -> str | None:
+    """The recipe sha256 recorded in OUT/run.json, or None when there is none."""
+    try:
+        with open(os.path.join(out_dir, RUN_JSON), encoding="utf-8") as f:
+            return json.load(f).get("recipe_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None

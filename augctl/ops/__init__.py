@@ -1,0 +1,13 @@
+"""The op registry: every op is a pure `sample`/`apply` pair registered by recipe name."""
+
+from __future__ import annotations
+
+from . import geometric, photometric  # noqa: F401  (importing a family registers its ops)
+from .base import REGISTRY, Op, Param
+
+__all__ = ["REGISTRY", "Op", "Param", "get"]
+
+
+def get(name: str) -> Op:
+    """The op registered under `name` (KeyError if there is none)."""
+    return REGISTRY[name]

@@ -1,0 +1,382 @@
+"""Recipe loading: YAML -> validated, normalized `Recipe`, with errors that point at the line."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import RecipeError
+from .ops import REGISTRY
+from .ops.base import Color, ParamError
+from .pipeline import COMPOSE_KINDS, Compose, Node, Step
+
+RECIPE_VERSIONS = (1,)
+FORMATS = ("jpeg", "png", "webp", "same")
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe; `to_dict()` is its normalized form and `sha256` its identity."""
+
+    pipeline: tuple[Node, ...] = ()
+    version: int = 1
+    seed: int = 0
+    variants: int = 5
+    balance_target: int | None = None
+    include_originals: bool = False
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    format: str = "jpeg"
+    quality: int = 90
+    background: Any = 255
+    source: str = "<recipe>"
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some fields changed (command-line overrides)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized recipe: every default filled in, in a canonical shape."""
+        return {
+            "version": self.version,
+            "seed": self.seed,
+            "variants": self.variants,
+            "balance": None
+            if self.balance_target is None
+            else {"target_per_class": self.balance_target},
+            "include_originals": self.include_originals,
+            "input": {"extensions": list(self.extensions), "max_pixels": self.max_pixels},
+            "output": {
+                "format": self.format,
+                "quality": self.quality,
+                "background": self.background,
+            },
+            "pipeline": [_node_dict(n) for n in self.pipeline],
+        }
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the canonical JSON of the normalized recipe."""
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The normalized recipe as YAML."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _node_dict(node: Node) -> dict[str, Any]:
+    if isinstance(node, Step):
+        return {node.op.name: {**node.config, "p": node.p}}
+    body: dict[str, Any] = {"p": node.p}
+    if node.kind == "some_of":
+        body["n"] = list(node.n)
+    body["steps"] = [_node_dict(c) for c in node.children]
+    return {node.kind: body}
+
+
+RecipeSource = Union[str, Path, dict, Recipe]
+
+
+def load_recipe(source: RecipeSource, *, name: str | None = None) -> Recipe:
+    """Load and validate a recipe from a path, YAML text (with `name`), or a dict."""
+    if isinstance(source, Recipe):
+        return source
+    if isinstance(source, dict):
+        return parse_recipe(yaml.safe_dump(source, sort_keys=False), name or "<dict>")
+    if name is not None:
+        return parse_recipe(str(source), name)
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError("no such file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read: {exc}", file=str(path)) from None
+    return parse_recipe(text, str(path))
+
+
+def parse_recipe(text: str, name: str = "<recipe>") -> Recipe:
+    """Parse YAML text into a Recipe; every error is a RecipeError naming where and what."""
+    loader = yaml.SafeLoader(text)
+    try:
+        return _Parser(name, loader).recipe(loader.get_single_node())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = exc.problem or str(exc)
+        raise RecipeError(f"not valid YAML: {problem}", file=name, line=line, column=col) from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"not valid YAML: {exc}", file=name) from None
+    finally:
+        loader.dispose()
+
+
+_TOP_KEYS = (
+    "version",
+    "seed",
+    "variants",
+    "balance",
+    "include_originals",
+    "input",
+    "output",
+    "pipeline",
+)
+_INPUT_KEYS = ("extensions", "max_pixels")
+_OUTPUT_KEYS = ("format", "quality", "background")
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class _Parser:
+    """Walks the YAML node tree so that every error can name its line and step path."""
+
+    def __init__(self, name: str, loader: yaml.SafeLoader) -> None:
+        self.name = name
+        self.loader = loader
+
+    def fail(self, node: yaml.Node | None, path: str, message: str) -> RecipeError:
+        mark = node.start_mark if node is not None else None
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        return RecipeError(message, file=self.name, line=line, column=col, path=path)
+
+    def value(self, node: yaml.Node) -> Any:
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(
+        self, node: yaml.Node, path: str, allowed: tuple[str, ...], what: str
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The entries of a mapping node by key, refusing duplicates and unknown keys."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, path, f"expected a mapping of {what}, got {self.describe(node)}")
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node)
+            if not isinstance(key, str):
+                raise self.fail(key_node, path, f"expected a {what} name, got {key!r}")
+            if key in out:
+                raise self.fail(key_node, path, f"'{key}' is given twice")
+            if key not in allowed:
+                hint = _suggest(key, allowed) or f" (expected one of: {', '.join(allowed)})"
+                raise self.fail(key_node, path, f"unknown {what} '{key}'{hint}")
+            out[key] = (key_node, value_node)
+        return out
+
+    def describe(self, node: yaml.Node) -> str:
+        if isinstance(node, yaml.MappingNode):
+            return "a mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "a list"
+        return repr(self.value(node))
+
+    def integer(self, node: yaml.Node, path: str, lo: int, hi: float = math.inf) -> int:
+        v = self.value(node)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            bound = f"an integer >= {lo}" if hi == math.inf else f"an integer in [{lo}, {hi}]"
+            raise self.fail(node, path, f"expected {bound}, got {self.describe(node)}")
+        return v
+
+    def boolean(self, node: yaml.Node, path: str) -> bool:
+        v = self.value(node)
+        if not isinstance(v, bool):
+            raise self.fail(node, path, f"expected true or false, got {self.describe(node)}")
+        return v
+
+    def probability(self, node: yaml.Node, path: str) -> float:
+        v = self.value(node)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise self.fail(
+                node, path, f"expected a probability in [0, 1], got {self.describe(node)}"
+            )
+        return float(v)
+
+    # --- top level --------------------------------------------------------------
+
+    def recipe(self, root: yaml.Node | None) -> Recipe:
+        if root is None:
+            raise RecipeError("the recipe is empty; it needs at least 'version: 1'", file=self.name)
+        top = self.mapping(root, "", _TOP_KEYS, "key")
+        if "version" not in top:
+            raise self.fail(root, "", "missing required key 'version' (add 'version: 1')")
+        fields: dict[str, Any] = {"source": self.name}
+        vnode = top["version"][1]
+        version = self.value(vnode)
+        if version not in RECIPE_VERSIONS or isinstance(version, bool):
+            supported = ", ".join(map(str, RECIPE_VERSIONS))
+            raise self.fail(
+                vnode, "version", f"unsupported recipe version {version!r} (supported: {supported})"
+            )
+        fields["version"] = version
+        if "seed" in top:
+            fields["seed"] = self.integer(top["seed"][1], "seed", 0, 2**63 - 1)
+        if "variants" in top:
+            fields["variants"] = self.integer(top["variants"][1], "variants", 0, 100_000)
+        if "balance" in top and self.value(top["balance"][1]) is not None:
+            if "variants" in top:
+                raise self.fail(
+                    top["balance"][0], "balance", "give either 'variants' or 'balance', not both"
+                )
+            bal = self.mapping(top["balance"][1], "balance", ("target_per_class",), "key")
+            if "target_per_class" not in bal:
+                raise self.fail(
+                    top["balance"][1], "balance", "missing required key 'target_per_class'"
+                )
+            fields["balance_target"] = self.integer(
+                bal["target_per_class"][1], "balance.target_per_class", 1, 10_000_000
+            )
+        if "include_originals" in top:
+            fields["include_originals"] = self.boolean(
+                top["include_originals"][1], "include_originals"
+            )
+        if "input" in top:
+            fields.update(self.input(top["input"][1]))
+        if "output" in top:
+            fields.update(self.output(top["output"][1]))
+        if "pipeline" in top:
+            fields["pipeline"] = self.steps(top["pipeline"][1], "pipeline")
+        return Recipe(**fields)
+
+    def input(self, node: yaml.Node) -> dict[str, Any]:
+        entries = self.mapping(node, "input", _INPUT_KEYS, "input key")
+        out: dict[str, Any] = {}
+        if "extensions" in entries:
+            enode = entries["extensions"][1]
+            exts = self.value(enode)
+            if (
+                not isinstance(exts, list)
+                or not exts
+                or not all(isinstance(e, str) and e.strip(".") for e in exts)
+            ):
+                raise self.fail(
+                    enode,
+                    "input.extensions",
+                    f"expected a list like [.jpg, .png], got {self.describe(enode)}",
+                )
+            norm = ["." + e.lower().lstrip(".") for e in exts]
+            out["extensions"] = tuple(dict.fromkeys(norm))
+        if "max_pixels" in entries:
+            out["max_pixels"] = self.integer(entries["max_pixels"][1], "input.max_pixels", 1)
+        return out
+
+    def output(self, node: yaml.Node) -> dict[str, Any]:
+        entries = self.mapping(node, "output", _OUTPUT_KEYS, "output key")
+        out: dict[str, Any] = {}
+        if "format" in entries:
+            fnode = entries["format"][1]
+            fmt = self.value(fnode)
+            fmt = "jpeg" if fmt == "jpg" else fmt
+            if fmt not in FORMATS:
+                hint = _suggest(fmt, FORMATS) or f" (expected one of: {', '.join(FORMATS)})"
+                raise self.fail(fnode, "output.format", f"unknown format {fmt!r}{hint}")
+            out["format"] = fmt
+        if "quality" in entries:
+            out["quality"] = self.integer(entries["quality"][1], "output.quality", 1, 100)
+        if "background" in entries:
+            bnode = entries["background"][1]
+            try:
+                out["background"] = Color(255).normalize(self.value(bnode))
+            except ParamError as exc:
+                raise self.fail(bnode, "output.background", str(exc)) from None
+        return out
+
+    # --- pipeline -------------------------------------------------------------
+
+    def steps(self, node: yaml.Node, path: str) -> tuple[Node, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            if isinstance(node, yaml.ScalarNode) and self.value(node) is None:
+                return ()
+            raise self.fail(node, path, f"expected a list of steps, got {self.describe(node)}")
+        return tuple(self.step(child, f"{path}[{i}]") for i, child in enumerate(node.value))
+
+    def step(self, node: yaml.Node, path: str) -> Node:
+        names = (*REGISTRY, *COMPOSE_KINDS)
+        if isinstance(node, yaml.ScalarNode) and isinstance(self.value(node), str):
+            key_node, body = node, None  # bare "- hflip": all defaults
+        elif isinstance(node, yaml.MappingNode) and len(node.value) == 1:
+            key_node, body = node.value[0]
+        else:
+            raise self.fail(
+                node,
+                path,
+                "expected a step: a mapping with exactly one op name as key, "
+                f"got {self.describe(node)}",
+            )
+        name = self.value(key_node)
+        if name not in names:
+            hint = _suggest(name, names) or "; run 'augctl ops' for the list"
+            raise self.fail(key_node, path, f"unknown op '{name}'{hint}")
+        if name in COMPOSE_KINDS:
+            return self.compose(name, body, key_node, f"{path}.{name}")
+        return self.op_step(name, body, key_node, f"{path}.{name}")
+
+    def op_step(self, name: str, body: yaml.Node | None, key_node: yaml.Node, path: str) -> Step:
+        op = REGISTRY[name]
+        config = op.defaults()
+        p = 1.0
+        if body is not None and not (
+            isinstance(body, yaml.ScalarNode) and self.value(body) is None
+        ):
+            allowed = (*op.params, "p")
+            if not isinstance(body, yaml.MappingNode):
+                raise self.fail(
+                    body,
+                    path,
+                    f"expected a mapping of parameters (or nothing), got {self.describe(body)}",
+                )
+            for key, (_key_node, vnode) in self.mapping(
+                body, path, allowed, f"{name} parameter"
+            ).items():
+                if key == "p":
+                    p = self.probability(vnode, f"{path}.p")
+                    continue
+                try:
+                    config[key] = op.params[key].normalize(self.value(vnode))
+                except ParamError as exc:
+                    raise self.fail(vnode, f"{path}.{key}", str(exc)) from None
+        return Step(op=op, config=config, p=p)
+
+    def compose(self, kind: str, body: yaml.Node | None, key_node: yaml.Node, path: str) -> Compose:
+        if body is None or isinstance(body, yaml.SequenceNode):
+            entries: dict[str, tuple[yaml.Node, yaml.Node]] = (
+                {} if body is None else {"steps": (key_node, body)}
+            )
+        else:
+            allowed = ("steps", "p", "n") if kind == "some_of" else ("steps", "p")
+            entries = self.mapping(body, path, allowed, f"{kind} key")
+        if "steps" not in entries:
+            raise self.fail(
+                body if body is not None else key_node, path, f"{kind} needs a list of steps"
+            )
+        children = self.steps(entries["steps"][1], path)
+        if not children:
+            raise self.fail(entries["steps"][1], path, f"{kind} needs at least one step")
+        p = self.probability(entries["p"][1], f"{path}.p") if "p" in entries else 1.0
+        n = (1, len(children))
+        if "n" in entries:
+            nnode = entries["n"][1]
+            raw = self.value(nnode)
+            vals = raw if isinstance(raw, list) else [raw, raw]
+            ok = len(vals) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in vals
+            )
+            if not ok or not 0 <= vals[0] <= vals[1] <= len(children):
+                raise self.fail(
+                    nnode,
+                    f"{path}.n",
+                    f"expected n or [lo, hi] with 0 <= lo <= hi <= {len(children)}, got {raw!r}",
+                )
+            n = (vals[0], vals[1])
+        return Compose(kind=kind, children=children, p=p, n=n)
