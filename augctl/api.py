@@ -150,6 +150,11 @@ def _check_dirs(in_dir: str, out_dir: str) -> None:
     real_in, real_out = os.path.realpath(in_dir), os.path.realpath(out_dir)
     if real_out == real_in or real_in.startswith(real_out.rstrip(os.sep) + os.sep):
         raise UsageError(f"output directory {out_dir} contains the input; choose another one")
+    if real_out.startswith(real_in.rstrip(os.sep) + os.sep):
+        raise UsageError(
+            f"output directory {out_dir} is inside the input directory {in_dir}; its files "
+            "would be read as a class of the input next time; choose a directory outside it"
+        )
 
 
 def _prepare_output(out_dir: str, recipe: Recipe, overwrite: bool) -> set[str]:

@@ -1,0 +1,78 @@
+"""Shared fixtures: small generated datasets and helpers to read outputs back."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "sample_data"
+CONFIGS = REPO / "configs"
+
+SMALL_RECIPE = """\
+version: 1
+seed: 7
+variants: 3
+pipeline:
+  - rotate: {degrees: [-20, 20], p: 0.8}
+  - hflip: {p: 0.5}
+  - one_of:
+      - brightness: {factor: [0.7, 1.3]}
+      - contrast: {factor: [0.7, 1.3]}
+  - random_resized_crop: {size: [32, 32], scale: [0.5, 1.0]}
+"""
+
+
+def photo(seed: int, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Image.Image:
+    """A deterministic image with structure (gradients plus noise), not a flat colour."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], axis=-1)
+    arr = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+def make_tree(root: Path, layout: dict[str, int], ext: str = ".jpg", size=(64, 48)) -> Path:
+    """Create root/<class>/img_<i><ext> for each class in `layout` (class -> count)."""
+    for c, (cls, count) in enumerate(sorted(layout.items())):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            photo(c * 100 + i, size).save(root / cls / f"img_{i}{ext}")
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A small dataset: 3 classes, 7 images."""
+    return make_tree(tmp_path / "in", {"cat": 3, "dog": 2, "fox": 2})
+
+
+@pytest.fixture
+def recipe_file(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(SMALL_RECIPE)
+    return path
+
+
+def read_manifest(out: Path, name: str = "manifest.csv") -> list[dict[str, str]]:
+    with open(out / name, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """Every image written under OUT (relative POSIX path -> bytes), bookkeeping excluded."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.parent != out
+    }
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
