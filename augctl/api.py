@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from . import __version__, dataset, manifest
-from .errors import OutputError, UsageError
+from .errors import OutputError, SourceError, UsageError
 from .execute import Job, Result, default_workers, run_local
 from .images import TEMP_SUFFIX
 from .plan import Task, make_plan
@@ -60,6 +61,7 @@ def expand(
     variants: int | None = None,
     seed: int | None = None,
     overwrite: bool = False,
+    on_error: str = "skip",
     progress: Progress | None = None,
     command: list[str] | None = None,
 ) -> Summary:
@@ -67,7 +69,11 @@ def expand(
 
     Re-running on the same output continues an interrupted run (and does nothing when
     it is complete). A different recipe on a used output is refused unless `overwrite`.
+    A source that can't be used is listed in errors.csv; with `on_error="fail"` the
+    first one stops the run with SourceError instead.
     """
+    if on_error not in ("skip", "fail"):
+        raise UsageError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
     started = time.monotonic()
     rec = load_recipe(recipe).replace(variants=variants, seed=seed)
     if variants is not None and rec.balance_target is not None:
@@ -80,6 +86,9 @@ def expand(
             f"input directory {input_dir} has no class folders; "
             f"expected {input_dir}/<class>/<image>"
         )
+    if on_error == "fail" and listing.skipped:
+        bad = listing.skipped[0]
+        raise SourceError(f"{bad.rel}: {bad.reason}")
     tasks = make_plan(listing, rec)
     summary = Summary(
         input_dir=str(input_dir),
@@ -90,57 +99,87 @@ def expand(
         planned=sum(len(t.variants) for t in tasks),
         warnings=list(listing.warnings),
     )
-    done = _prepare_output(out_dir, rec, overwrite)
-    for cls in {t.source.cls for t in tasks}:
-        os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
+    with _output_errors(output_dir):
+        done = _prepare_output(out_dir, rec, overwrite)
+        for cls in {t.source.cls for t in tasks}:
+            os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
+        run_info = {
+            "augctl_version": __version__,
+            "status": "running",
+            "command": command,
+            "recipe_sha256": rec.sha256,
+            "recipe": rec.to_dict(),
+            "input_dir": str(input_dir),
+            "input_root": in_dir,
+        }
+        manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
+        writer = manifest.ManifestWriter(os.path.join(out_dir, manifest.MANIFEST))
     pending = _pending(tasks, done)
     summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
-    run_info = {
-        "augctl_version": __version__,
-        "status": "running",
-        "command": command,
-        "recipe_sha256": rec.sha256,
-        "recipe": rec.to_dict(),
-        "input_dir": str(input_dir),
-    }
-    manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
     errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in listing.skipped]
-    writer = manifest.ManifestWriter(os.path.join(out_dir, manifest.MANIFEST))
     job = Job(recipe=rec, input_dir=in_dir, output_dir=out_dir)
-    fatal: str | None = None
     try:
-        for n, result in enumerate(run_local(job, pending, workers or default_workers()), 1):
-            if result.fatal:
-                fatal = result.error
-                break
-            if result.error is not None:
-                errors.append(
-                    {
-                        "source_path": result.task.source.rel,
-                        "class": result.task.source.cls,
-                        "reason": result.error,
-                    }
-                )
-            writer.add(result.rows)
-            summary.written += len(result.rows)
-            summary.processed += 1
-            if progress:
-                progress(n, len(pending))
+        results = run_local(job, pending, workers or default_workers())
+        _collect(results, len(pending), writer, errors, summary, on_error, progress)
     finally:
-        writer.close()
-        errors.sort(key=lambda e: e["source_path"])
-        manifest.write_csv(os.path.join(out_dir, manifest.ERRORS), errors, manifest.ERROR_COLUMNS)
-    if fatal:
-        raise OutputError(f"{fatal}; what was written so far is recorded; re-run to continue")
-    rows = manifest.read_rows(os.path.join(out_dir, manifest.MANIFEST))
-    rows.sort(key=lambda r: r["output_path"])
-    manifest.write_csv(os.path.join(out_dir, manifest.MANIFEST), rows, manifest.COLUMNS)
-    summary.skipped = len(errors)
-    summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
-    summary.seconds = time.monotonic() - started
-    run_info.update(status="complete", summary=summary.to_dict())
-    manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
+        with _output_errors(output_dir):
+            writer.close()
+            errors.sort(key=lambda e: e["source_path"])
+            manifest.write_csv(
+                os.path.join(out_dir, manifest.ERRORS), errors, manifest.ERROR_COLUMNS
+            )
+    with _output_errors(output_dir):
+        rows = _final_rows(os.path.join(out_dir, manifest.MANIFEST))
+        manifest.write_csv(os.path.join(out_dir, manifest.MANIFEST), rows, manifest.COLUMNS)
+        summary.skipped = len(errors)
+        summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
+        summary.seconds = time.monotonic() - started
+        run_info.update(status="complete", summary=summary.to_dict())
+        manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
     return summary
+
+
+def _collect(
+    results: Iterable[Result],
+    total: int,
+    writer: manifest.ManifestWriter,
+    errors: list[dict[str, str]],
+    summary: Summary,
+    on_error: str,
+    progress: Progress | None,
+) -> None:
+    """Record each worker result as it arrives (the parent is the only writer)."""
+    for n, result in enumerate(results, 1):
+        if result.fatal:
+            raise OutputError(
+                f"{result.error}; what was written so far is recorded; re-run to continue"
+            )
+        if result.error is not None:
+            source = result.task.source
+            errors.append({"source_path": source.rel, "class": source.cls, "reason": result.error})
+            if on_error == "fail":
+                raise SourceError(f"{source.rel}: {result.error}")
+        with _output_errors(summary.output_dir):
+            writer.add(result.rows)
+        summary.written += len(result.rows)
+        summary.processed += 1
+        if progress:
+            progress(n, total)
+
+
+@contextlib.contextmanager
+def _output_errors(output_dir: str) -> Iterator[None]:
+    """Turn an OSError from writing bookkeeping files into an OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write to {output_dir}: {exc.strerror or exc}") from None
+
+
+def _final_rows(path: str) -> list[dict[str, str]]:
+    """The manifest's rows sorted by output path, the last row kept where one was redone."""
+    rows = {r["output_path"]: r for r in manifest.read_rows(path)}
+    return [rows[k] for k in sorted(rows)]
 
 
 def _check_dirs(in_dir: str, out_dir: str) -> None:

@@ -93,6 +93,14 @@ def main() -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT."
 )
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "fail"]),
+    default="skip",
+    show_default=True,
+    help="What a source that can't be used does: a row in errors.csv, or stop (exit 1).",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 at the end if any source was skipped.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def expand(
@@ -103,6 +111,8 @@ def expand(
     seed: int | None,
     workers: int | None,
     overwrite: bool,
+    on_error: str,
+    strict: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -123,6 +133,7 @@ def expand(
                 variants=variants,
                 seed=seed,
                 overwrite=overwrite,
+                on_error=on_error,
                 progress=progress,
                 command=sys.argv,
             )
@@ -146,6 +157,68 @@ def expand(
         )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    if strict and summary.skipped:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
+@click.option("--deep", is_flag=True, help="Also re-create every output from its row and compare.")
+@click.option(
+    "--input",
+    "input_dir",
+    type=click.Path(file_okay=False),
+    help="Where the sources are now (for --deep).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def verify(output_dir: str, deep: bool, input_dir: str | None, as_json: bool) -> None:
+    """Check every manifest row of OUT against its file (exists, sha256); report orphans.
+
+    Exits 1 if anything is missing, changed, unlisted or (with --deep) not reproducible.
+    """
+    from .verify import verify as verify_
+
+    report = _run(lambda: verify_(output_dir, deep=deep, input_dir=input_dir))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem.kind}: {problem.path}: {problem.detail}")
+        deep_note = f", {report.replayed} re-created" if deep else ""
+        verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(
+            f"augctl: verified {report.checked} manifest rows{deep_note}: {verdict}", err=True
+        )
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
+@click.option(
+    "--input", "input_dir", type=click.Path(file_okay=False), help="Where the sources are now."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def replay(output_dir: str, paths: tuple[str, ...], input_dir: str | None, as_json: bool) -> None:
+    """Re-create outputs from their manifest rows (source + recorded ops, no rng).
+
+    PATH is an output path relative to OUT, or a path to the file. Exits 1 unless every
+    re-created file is byte-identical to the one the manifest records.
+    """
+    from .verify import replay as replay_
+
+    results = _run(lambda: replay_(output_dir, list(paths), input_dir=input_dir))
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in results], indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            click.echo(
+                f"{'identical' if r.identical else 'DIFFERENT'}: {r.output_path}"
+                + ("" if r.identical else f": {r.detail}")
+            )
+    if not all(r.identical for r in results):
+        sys.exit(1)
 
 
 @main.command()

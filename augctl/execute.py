@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import __version__, images, pipeline
 from .errors import SourceError
@@ -50,35 +51,44 @@ def rng_for(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
 
 
+def load_source(path: str, recipe: Recipe, fmt: str) -> tuple[Image.Image, str]:
+    """Decode a source as every variant of it sees it; returns the image and the file's sha256."""
+    data = images.read_source(path)
+    image = images.decode(
+        data,
+        max_pixels=recipe.max_pixels,
+        keep_alpha=images.keeps_alpha(fmt),
+        background=recipe.background,
+    )
+    return image, hashlib.sha256(data).hexdigest()
+
+
+def render(
+    image: Image.Image, applied: list[dict[str, Any]], fmt: str, quality: int
+) -> tuple[Image.Image, bytes]:
+    """Run recorded ops on a decoded source and encode the result: the one path to output bytes."""
+    out = pipeline.run(image, applied)
+    return out, images.encode(out, fmt, quality)
+
+
 def run_task(job: Job, task: Task) -> Result:
     """Decode one source once, write all its variants, and return their manifest rows."""
     recipe = job.recipe
     result = Result(task)
     try:
-        data = images.read_source(task.source.path)
-        image = images.decode(
-            data,
-            max_pixels=recipe.max_pixels,
-            keep_alpha=images.keeps_alpha(task.fmt),
-            background=recipe.background,
-        )
-        source_sha = hashlib.sha256(data).hexdigest()
-        del data
+        image, source_sha = load_source(task.source.path, recipe, task.fmt)
         for variant in task.variants:
-            if variant.index == 0:
-                applied: list[dict[str, Any]] = []
-                out = image
-            else:
-                applied = pipeline.sample(recipe.pipeline, rng_for(variant.seed), image.size)
-                out = pipeline.run(image, applied)
-            encoded = images.encode(out, task.fmt, recipe.quality)
+            applied = (
+                pipeline.sample(recipe.pipeline, rng_for(variant.seed), image.size)
+                if variant.index
+                else []
+            )
+            out, encoded = render(image, applied, task.fmt, recipe.quality)
             try:
                 images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
             except OSError as exc:
-                result.error, result.fatal = (
-                    f"cannot write {variant.out_rel}: {exc.strerror or exc}",
-                    True,
-                )
+                result.error = f"cannot write {variant.out_rel}: {exc.strerror or exc}"
+                result.fatal = True
                 return result
             result.rows.append(
                 {
