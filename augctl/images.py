@@ -79,6 +79,11 @@ def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 
     except Image.DecompressionBombError as exc:
         raise SourceError(f"refused as a decompression bomb: {exc}") from None
     except Image.UnidentifiedImageError:
+        kind = _signature(data)
+        if kind:
+            raise SourceError(
+                f"corrupt or truncated image data (a {kind} header, but undecodable)"
+            ) from None
         raise SourceError("not an image (Pillow cannot identify its format)") from None
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
         raise SourceError(f"corrupt or truncated image data: {exc}") from None
@@ -87,6 +92,23 @@ def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 
     if image.mode in ("LA", "RGBA") and not keep_alpha:
         image = flatten(image, background)
     return image
+
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _signature(data: bytes) -> str | None:
+    """The image format a file's first bytes claim, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
 
 
 def _upright(image: Image.Image) -> Image.Image:
