@@ -1,0 +1,163 @@
+"""Interrupted runs (SIGKILL, Ctrl-C, a full disk) resume to the same bytes as a clean run."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_tree, output_files, read_manifest
+from PIL import Image
+
+from augctl.cli import main
+from augctl.images import TEMP_SUFFIX
+
+RECIPE = """\
+version: 1
+seed: 3
+variants: 6
+output: {format: png}
+pipeline:
+  - rotate: {degrees: [-30, 30]}
+  - contrast: {factor: [0.5, 1.5], p: 0.5}
+  - random_resized_crop: {size: [160, 120], scale: [0.5, 1.0]}
+"""
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A dataset big enough to interrupt, its recipe, and a clean reference run."""
+    root = tmp_path_factory.mktemp("interrupt")
+    src = make_tree(root / "in", {"a": 14, "b": 13, "c": 13}, size=(400, 300))
+    recipe = root / "r.yaml"
+    recipe.write_text(RECIPE)
+    reference = root / "reference"
+    assert (
+        CliRunner()
+        .invoke(main, ["expand", "-r", str(recipe), str(src), str(reference), "-q"])
+        .exit_code
+        == 0
+    )
+    return src, recipe, reference
+
+
+def start(src: Path, recipe: Path, out: Path, **kw) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "augctl",
+        "expand",
+        "-r",
+        str(recipe),
+        str(src),
+        str(out),
+        "-j2",
+        "-q",
+    ]
+    return subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
+    )
+
+
+def wait_for_files(out: Path, count: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(out.glob("*/*.png"))) >= count:
+            return
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.005)
+    raise AssertionError("no progress")
+
+
+def assert_no_partial_files(out: Path) -> None:
+    for path in out.glob("*/*"):
+        if path.name.endswith(TEMP_SUFFIX):
+            continue
+        with Image.open(path) as im:
+            im.load()  # a truncated file under a final name would fail here
+
+
+def assert_same_as_reference(out: Path, reference: Path) -> None:
+    assert output_files(out) == output_files(reference)
+    assert (out / "manifest.csv").read_bytes() == (reference / "manifest.csv").read_bytes()
+    result = CliRunner().invoke(main, ["verify", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_sigkill_twice_then_resume(job, tmp_path: Path) -> None:
+    src, recipe, reference = job
+    out = tmp_path / "out"
+    for threshold in (15, 90):
+        proc = start(src, recipe, out)
+        wait_for_files(out, threshold, proc)
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, like a power cut
+        proc.wait(timeout=30)
+        assert_no_partial_files(out)
+        rows = read_manifest(out)
+        assert all((out / r["output_path"]).is_file() for r in rows)  # no row without its file
+    proc = start(src, recipe, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert_same_as_reference(out, reference)
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+
+
+def test_torn_manifest_line_and_temp_files_are_repaired(job, tmp_path: Path) -> None:
+    src, recipe, reference = job
+    out = tmp_path / "out"
+    proc = start(src, recipe, out)
+    wait_for_files(out, 30, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with open(out / "manifest.csv", "a", encoding="utf-8") as f:
+        f.write("a/img_0_jpg_aug001.png,a/img_0.jpg,a,1,123")  # a row cut off mid-write
+    (out / "a" / f".img_9_jpg_aug001.png.999{TEMP_SUFFIX}").write_bytes(b"\x89PNG partial")
+    proc = start(src, recipe, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert_same_as_reference(out, reference)
+
+
+def test_ctrl_c_exits_130_and_resumes(job, tmp_path: Path) -> None:
+    src, recipe, reference = job
+    out = tmp_path / "out"
+    proc = start(src, recipe, out)
+    wait_for_files(out, 20, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted; re-run the same command to continue" in err.decode()
+    assert "Traceback" not in err.decode()
+    assert all((out / r["output_path"]).is_file() for r in read_manifest(out))
+    proc = start(src, recipe, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert_same_as_reference(out, reference)
+
+
+@pytest.mark.parametrize("limit", [20_000, 120_000], ids=["image-write", "manifest-write"])
+def test_full_disk_is_a_clear_error_and_loses_nothing(job, tmp_path: Path, limit: int) -> None:
+    src, recipe, reference = job
+    out = tmp_path / "out"
+
+    def small_disk() -> None:
+        # Writing a file past this size fails with EFBIG, as a write to a full disk fails:
+        # 20 kB stops the workers' first image, 120 kB the parent's manifest part-way.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = start(src, recipe, out, preexec_fn=small_disk)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.decode().startswith("augctl: error: cannot write"), err.decode()
+    assert "File too large" in err.decode() and "Traceback" not in err.decode()
+    assert all((out / r["output_path"]).is_file() for r in read_manifest(out))
+    proc = start(src, recipe, out)  # with room again, the same command finishes the job
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert_same_as_reference(out, reference)
