@@ -1,0 +1,94 @@
+"""A worker killed by the OS (OOM killer, a decoder crash) neither hangs nor aborts the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import make_tree, output_files, read_manifest
+
+RECIPE = "version: 1\nseed: 5\nvariants: 3\npipeline:\n  - rotate: {degrees: [-20, 20]}\n  - hflip: {p: 0.5}\n"
+
+# Loaded by every Python process started with this PYTHONPATH, the spawned workers
+# included: it makes decoding one chosen source SIGKILL the worker, as the OOM killer would.
+SITECUSTOMIZE = """
+import os, signal
+import PIL.Image
+
+_open = PIL.Image.open
+
+def open_or_die(fp, *args, **kwargs):
+    data = fp.getvalue() if hasattr(fp, "getvalue") else b""
+    if {marker!r} in data[-64:]:
+        flag = {flag!r}
+        if flag is None or not os.path.exists(flag):
+            if flag is not None:
+                open(flag, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _open(fp, *args, **kwargs)
+
+PIL.Image.open = open_or_die
+"""
+
+
+def run(src: Path, out: Path, recipe: Path, site: Path | None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    cmd = [
+        sys.executable,
+        "-m",
+        "augctl",
+        "expand",
+        "-r",
+        str(recipe),
+        str(src),
+        str(out),
+        "-j2",
+        "-q",
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def setup(tmp_path: Path, once: bool) -> tuple[Path, Path, Path]:
+    src = make_tree(tmp_path / "in", {"a": 12, "b": 12})
+    marker = b"augctl-crash-me"
+    with open(src / "a" / "img_5.jpg", "ab") as f:
+        f.write(marker)  # trailing bytes after the JPEG end: still a valid image
+    site = tmp_path / "site"
+    site.mkdir()
+    flag = str(tmp_path / "killed-once") if once else None
+    (site / "sitecustomize.py").write_text(
+        textwrap.dedent(SITECUSTOMIZE.format(marker=marker, flag=flag))
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    return src, site, recipe
+
+
+def test_worker_killed_once_is_retried(tmp_path: Path) -> None:
+    src, site, recipe = setup(tmp_path, once=True)
+    crashed = run(src, tmp_path / "out", recipe, site)
+    assert crashed.returncode == 0, crashed.stderr
+    assert (tmp_path / "killed-once").exists()  # the worker really was killed
+    clean = run(src, tmp_path / "clean", recipe, None)
+    assert clean.returncode == 0
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
+    assert (tmp_path / "out" / "manifest.csv").read_bytes() == (
+        tmp_path / "clean" / "manifest.csv"
+    ).read_bytes()
+
+
+def test_source_that_kills_its_worker_twice_is_an_error(tmp_path: Path) -> None:
+    src, site, recipe = setup(tmp_path, once=False)
+    result = run(src, tmp_path / "out", recipe, site)
+    assert result.returncode == 0, result.stderr
+    errors = read_manifest(tmp_path / "out", "errors.csv")
+    assert [(e["source_path"], e["reason"]) for e in errors] == [
+        ("a/img_5.jpg", "the worker process died while processing this image (twice)")
+    ]
+    rows = read_manifest(tmp_path / "out")
+    assert len(rows) == 23 * 3 and "a/img_5.jpg" not in {r["source_path"] for r in rows}
