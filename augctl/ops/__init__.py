@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import geometric, photometric  # noqa: F401  (importing a family registers its ops)
+# Importing a family registers its ops.
+from . import erasing, geometric, photometric, policies  # noqa: F401
 from .base import REGISTRY, Op, Param
 
 __all__ = ["REGISTRY", "Op", "Param", "get"]

@@ -278,6 +278,21 @@ def make_sampler(params: dict[str, Param]) -> Callable[..., dict[str, Any]]:
     return sample
 
 
+SEED_MAX = 2**31 - 1  # seeds recorded in params stay small, JSON-safe integers
+
+
+def seeded_sampler(params: dict[str, Param]) -> Callable[..., dict[str, Any]]:
+    """The default sampler plus a `seed` from which `apply` regenerates its random field."""
+    base = make_sampler(params)
+
+    def sample(rng: np.random.Generator, image_size: Size, **config: Any) -> dict[str, Any]:
+        out = base(rng, image_size, **config)
+        out["seed"] = integer(rng, [0, SEED_MAX])
+        return out
+
+    return sample
+
+
 def fill_for(mode: str, fill: Any) -> Any:
     """Turn a recipe fill (int or [r, g, b]) into a PIL colour for `mode`."""
     rgb = [fill] * 3 if isinstance(fill, int) else list(fill)

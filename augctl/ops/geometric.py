@@ -1,12 +1,14 @@
-"""Geometric ops: flips, rotations, scaling, resizing and crops.
+"""Geometric ops: flips, rotations, scaling, resizing, crops, padding and warps.
 
-Every op here also declares its forward affine matrix (`geometry`), so the
+Every affine op here also declares its forward matrix (`geometry`), so the
 pipeline runner can fuse a run of them into one resample.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -21,12 +23,15 @@ from .base import (
     Matrix,
     Num,
     Pair,
+    Param,
+    ParamError,
     Size,
     ensure_size,
     fill_for,
     integer,
     pick,
     register,
+    seeded_sampler,
     uniform,
 )
 
@@ -293,6 +298,296 @@ def _rrc_geometry(
     return (sx, 0.0, -left * sx, 0.0, sy, -top * sy), (tw, th)
 
 
+# --- pad ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sides(Param):
+    """Pixels per side: one value for all four sides, or [left, top, right, bottom]."""
+
+    def normalize(self, value: Any) -> Any:
+        vals = list(value) if isinstance(value, (list, tuple)) else [value] * 4
+        if len(vals) != 4 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 100_000 for v in vals
+        ):
+            # A 2-list is refused rather than read as torchvision's [left/right, top/bottom]:
+            # elsewhere in a recipe [a, b] means a range.
+            raise ParamError(
+                f"expected an integer >= 0 or [left, top, right, bottom], got {value!r}"
+            )
+        return vals[0] if len(set(vals)) == 1 else vals
+
+    def describe(self) -> str:
+        return "int or [left, top, right, bottom]"
+
+
+def pad(
+    image: Image.Image, *, padding: list[int], fill: Any = 0, mode: str = "constant"
+) -> Image.Image:
+    """Add [left, top, right, bottom] pixels of `fill`, or of the `edge` or `reflect`ed image."""
+    left, top, right, bottom = padding
+    w, h = image.size
+    if mode == "constant":
+        out = Image.new(
+            image.mode, (w + left + right, h + top + bottom), fill_for(image.mode, fill)
+        )
+        out.paste(image, (left, top))
+        return out
+    arr = np.asarray(image)
+    widths = [(top, bottom), (left, right)] + [(0, 0)] * (arr.ndim - 2)
+    return Image.fromarray(np.pad(arr, widths, mode=mode))
+
+
+def _pad_size(image_size: Size, *, padding: list[int], **_: Any) -> Size:
+    left, top, right, bottom = padding
+    return image_size[0] + left + right, image_size[1] + top + bottom
+
+
+# --- affine -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fractions(Param):
+    """A fraction in [0, 1] for both axes, or [fx, fy]."""
+
+    def normalize(self, value: Any) -> Any:
+        vals = list(value) if isinstance(value, (list, tuple)) else [value, value]
+        if len(vals) != 2 or not all(_is_fraction(v) for v in vals):
+            raise ParamError(f"expected a fraction in [0, 1] or [fx, fy], got {value!r}")
+        return [float(v) for v in vals]
+
+    def describe(self) -> str:
+        return "fraction in [0..1] or [fx, fy]"
+
+
+def _is_fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+def _rotate_shear(angle: float, shear: list[float]) -> tuple[float, float, float, float]:
+    # torchvision's R(angle) SHy(shear_y) SHx(shear_x) in y-down coordinates; its det is 1.
+    rot, sx, sy = math.radians(angle), math.radians(shear[0]), math.radians(shear[1])
+    a = math.cos(rot - sy) / math.cos(sy)
+    b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
+    c = math.sin(rot - sy) / math.cos(sy)
+    d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
+    return a, b, c, d
+
+
+def _affine_geometry(
+    image_size: Size,
+    *,
+    angle: float,
+    translate: list[float],
+    scale: float,
+    shear: list[float],
+    **_: Any,
+) -> tuple[Matrix, Size]:
+    cx, cy = image_size[0] * 0.5, image_size[1] * 0.5
+    a, b, c, d = (v * scale for v in _rotate_shear(angle, shear))
+    tx, ty = translate
+    return (a, b, cx + tx - a * cx - b * cy, c, d, cy + ty - c * cx - d * cy), image_size
+
+
+def affine(
+    image: Image.Image,
+    *,
+    angle: float,
+    translate: list[float],
+    scale: float,
+    shear: list[float],
+    fill: Any = 0,
+    resample: str = "bilinear",
+) -> Image.Image:
+    """torchvision's affine about the centre; its `angle` turns clockwise, unlike `rotate`."""
+    # The inverse as torchvision computes it, so that pixels match its PIL path.
+    cx, cy = image.size[0] * 0.5, image.size[1] * 0.5
+    a, b, c, d = (v / scale for v in _rotate_shear(angle, shear))
+    tx, ty = translate
+    inverse = (
+        d,
+        -b,
+        cx + d * (-cx - tx) - b * (-cy - ty),
+        -c,
+        a,
+        cy - c * (-cx - tx) + a * (-cy - ty),
+    )
+    return image.transform(
+        image.size,
+        Image.Transform.AFFINE,
+        inverse,
+        resample=RESAMPLE[resample],
+        fillcolor=fill_for(image.mode, fill),
+    )
+
+
+def _sample_affine(
+    rng: np.random.Generator,
+    image_size: Size,
+    *,
+    degrees: Any,
+    translate: list[float],
+    scale: Any,
+    shear: Any,
+    shear_y: Any,
+    fill: Any,
+    resample: str,
+) -> dict[str, Any]:
+    # torchvision's RandomAffine.get_params: translations are whole pixels.
+    angle = uniform(rng, degrees)
+    max_dx, max_dy = translate[0] * image_size[0], translate[1] * image_size[1]
+    tx = round(uniform(rng, [-max_dx, max_dx]))
+    ty = round(uniform(rng, [-max_dy, max_dy]))
+    return {
+        "angle": angle,
+        "translate": [tx, ty],
+        "scale": uniform(rng, scale),
+        "shear": [uniform(rng, shear), uniform(rng, shear_y)],
+        "fill": fill,
+        "resample": resample,
+    }
+
+
+# --- perspective --------------------------------------------------------------
+
+
+def _perspective_coeffs(start: list[list[int]], end: list[list[int]]) -> list[float] | None:
+    """PIL's coefficients mapping `end` (output) points to `start` (input) points, or None."""
+    # Exact rationals instead of torchvision's float32 least squares: identity corners give the
+    # identity exactly, and the coefficients don't depend on the machine's LAPACK.
+    m: list[list[Fraction]] = []
+    for (x, y), (u, v) in zip(end, start):
+        m.append([Fraction(e) for e in (x, y, 1, 0, 0, 0, -u * x, -u * y, u)])
+        m.append([Fraction(e) for e in (0, 0, 0, x, y, 1, -v * x, -v * y, v)])
+    for col in range(8):
+        pivot = next((r for r in range(col, 8) if m[r][col] != 0), None)
+        if pivot is None:
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        m[col] = [e / m[col][col] for e in m[col]]
+        for r in range(8):
+            if r != col and m[r][col] != 0:
+                f = m[r][col]
+                m[r] = [e - f * p for e, p in zip(m[r], m[col])]
+    return [float(row[8]) for row in m]
+
+
+def _image_corners(size: Size) -> list[list[int]]:
+    w, h = size
+    return [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]
+
+
+def perspective(
+    image: Image.Image, *, corners: list[list[int]], fill: Any = 0, resample: str = "bilinear"
+) -> Image.Image:
+    """Warp so that the corner pixels (TL, TR, BR, BL) land on `corners`, as torchvision's."""
+    coeffs = _perspective_coeffs(_image_corners(image.size), corners)
+    if coeffs is None:  # a 1-pixel-wide or -high image has no perspective to change
+        return image.copy()
+    return image.transform(
+        image.size,
+        Image.Transform.PERSPECTIVE,
+        coeffs,
+        resample=RESAMPLE[resample],
+        fillcolor=fill_for(image.mode, fill),
+    )
+
+
+def _sample_perspective(
+    rng: np.random.Generator, image_size: Size, *, distortion_scale: Any, fill: Any, resample: str
+) -> dict[str, Any]:
+    # torchvision's RandomPerspective.get_params, with inclusive integer ranges.
+    w, h = image_size
+    distortion = uniform(rng, distortion_scale)
+    dw, dh = int(distortion * (w // 2)), int(distortion * (h // 2))
+    near_x, far_x = [0, dw], [w - dw - 1, w - 1]
+    near_y, far_y = [0, dh], [h - dh - 1, h - 1]
+    corners = [
+        [integer(rng, near_x), integer(rng, near_y)],
+        [integer(rng, far_x), integer(rng, near_y)],
+        [integer(rng, far_x), integer(rng, far_y)],
+        [integer(rng, near_x), integer(rng, far_y)],
+    ]
+    return {"corners": corners, "fill": fill, "resample": resample}
+
+
+# --- elastic ------------------------------------------------------------------
+
+
+def _gaussian_smooth(field: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur a 2-D field with torchvision's kernel (8 sigma + 1 taps, odd) and reflect padding."""
+    if sigma <= 0:
+        return field
+    size = int(8 * sigma + 1) | 1
+    half = size // 2
+    taps = np.exp(-0.5 * (np.linspace(-half, half, size) / sigma) ** 2)
+    taps /= taps.sum()
+    for axis in (0, 1):
+        n = field.shape[axis]
+        widths = [(0, 0), (0, 0)]
+        widths[axis] = (half, half)
+        padded = np.pad(field, widths, mode="reflect")
+        length = padded.shape[axis]
+        # By FFT, whose cost doesn't grow with sigma; past the first size - 1 samples the
+        # circular convolution equals the linear one.
+        kernel = np.fft.rfft(taps, n=length).reshape((-1, 1) if axis == 0 else (1, -1))
+        full = np.fft.irfft(np.fft.rfft(padded, axis=axis) * kernel, n=length, axis=axis)
+        field = full[size - 1 : size - 1 + n] if axis == 0 else full[:, size - 1 : size - 1 + n]
+    return field
+
+
+def _remap(
+    image: Image.Image, xs: np.ndarray, ys: np.ndarray, fill: Any, resample: str
+) -> Image.Image:
+    """Sample `image` at pixel-centre coordinates (`xs`, `ys`); outside it is `fill`."""
+    h, w = xs.shape
+    arr = np.asarray(image).reshape(h, w, -1)
+    bands = arr.shape[2]
+    # A one-pixel ring of fill: samples beyond it are clamped onto it. float32 as torch's
+    # grid_sample, which also halves the memory of large images.
+    padded = np.empty((h + 2, w + 2, bands), dtype=np.float32)
+    padded[:] = np.asarray(fill_for(image.mode, fill), dtype=np.float32).reshape(-1)
+    padded[1:-1, 1:-1] = arr
+    flat = padded.reshape(-1, bands)
+    stride = w + 2
+    if resample == "nearest":
+        xi = np.clip(np.rint(xs) + 1, 0, w + 1).astype(np.intp)
+        yi = np.clip(np.rint(ys) + 1, 0, h + 1).astype(np.intp)
+        out = flat[yi * stride + xi]
+    else:
+        x = np.clip(xs + 1, 0, w + 1)
+        y = np.clip(ys + 1, 0, h + 1)
+        x0, y0 = np.minimum(np.floor(x), w), np.minimum(np.floor(y), h)
+        fx = (x - x0).astype(np.float32)[..., None]
+        fy = (y - y0).astype(np.float32)[..., None]
+        i = y0.astype(np.intp) * stride + x0.astype(np.intp)
+        top = flat[i] + (flat[i + 1] - flat[i]) * fx
+        bottom = flat[i + stride] + (flat[i + stride + 1] - flat[i + stride]) * fx
+        out = top + (bottom - top) * fy
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return Image.fromarray(out[..., 0] if bands == 1 else out)
+
+
+def elastic(
+    image: Image.Image,
+    *,
+    alpha: float,
+    sigma: float,
+    seed: int,
+    fill: Any = 0,
+    resample: str = "bilinear",
+) -> Image.Image:
+    """torchvision's elastic warp with a field from `seed`, but not stretched when w != h."""
+    # torchvision shifts by up to alpha / 2 pixels times w/h in x and h/w in y; we keep alpha / 2
+    # on both axes, which is the same on square images.
+    w, h = image.size
+    noise = np.random.default_rng(seed)
+    dx = _gaussian_smooth(noise.random((h, w)) * 2 - 1, sigma) * (alpha / 2)
+    dy = _gaussian_smooth(noise.random((h, w)) * 2 - 1, sigma) * (alpha / 2)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    return _remap(image, xs + dx, ys + dy, fill, resample)
+
+
 register("hflip", family="geometric", apply=hflip, geometry=_hflip_geometry)
 register("vflip", family="geometric", apply=vflip, geometry=_vflip_geometry)
 register(
@@ -365,4 +660,60 @@ register(
     },
     sample=_sample_rrc,
     geometry=_rrc_geometry,
+)
+register(
+    "pad",
+    family="geometric",
+    apply=pad,
+    params={
+        "padding": Sides(8, "pixels added per side"),
+        "fill": _FILL,
+        "mode": Enum("constant", "what the border holds", options=("constant", "edge", "reflect")),
+    },
+    sample=lambda rng, image_size, *, padding, fill, mode: {
+        "padding": [padding] * 4 if isinstance(padding, int) else list(padding),
+        "fill": fill,
+        "mode": mode,
+    },
+    out_size=_pad_size,
+)
+register(
+    "affine",
+    family="geometric",
+    apply=affine,
+    params={
+        "degrees": Num([-10, 10], "rotation in degrees, clockwise", lo=-360, hi=360),
+        "translate": Fractions([0.1, 0.1], "largest shift [x, y] as a fraction of the size"),
+        "scale": Num([0.9, 1.1], "zoom factor", lo=0.01, hi=16),
+        "shear": Num(0, "x shear in degrees", lo=-89, hi=89),
+        "shear_y": Num(0, "y shear in degrees", lo=-89, hi=89),
+        "fill": _FILL,
+        "resample": _RESAMPLE,
+    },
+    sample=_sample_affine,
+    geometry=_affine_geometry,
+)
+register(
+    "perspective",
+    family="geometric",
+    apply=perspective,
+    params={
+        "distortion_scale": Num(0.5, "how far corners may move (0-1)", lo=0, hi=1),
+        "fill": _FILL,
+        "resample": _RESAMPLE,
+    },
+    sample=_sample_perspective,
+)
+_ELASTIC = {
+    "alpha": Num(50.0, "displacement strength", lo=0, hi=10_000),
+    "sigma": Num(5.0, "smoothness of the displacement field", lo=0, hi=50),
+    "fill": _FILL,
+    "resample": Enum("bilinear", "interpolation filter", options=("nearest", "bilinear")),
+}
+register(
+    "elastic",
+    family="geometric",
+    apply=elastic,
+    params=_ELASTIC,
+    sample=seeded_sampler(_ELASTIC),
 )
