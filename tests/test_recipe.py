@@ -134,7 +134,10 @@ def test_validate_prints_normalized_recipe(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(CONFIGS / "basic.yaml")])
     assert result.exit_code == 0
     assert parse_recipe(result.stdout).sha256 == load_recipe(CONFIGS / "basic.yaml").sha256
-    assert "recipe sha256:" in result.stderr
+    assert (
+        "\n# steps:\n#   pipeline[0]                  rotate(degrees=[-15.0, 15.0]" in result.stdout
+    )
+    assert f"# recipe sha256: {load_recipe(CONFIGS / 'basic.yaml').sha256}\n" in result.stdout
 
 
 def test_dict_recipe() -> None:
