@@ -35,6 +35,7 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     per_class: dict[str, int] = field(default_factory=dict)
+    sources_per_class: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     processed: int = 0
@@ -60,8 +61,11 @@ def expand(
     workers: int | None = None,
     variants: int | None = None,
     seed: int | None = None,
+    include_originals: bool | None = None,
+    only: Iterable[str] | None = None,
     overwrite: bool = False,
     on_error: str = "skip",
+    allow_split_dirs: bool = False,
     progress: Progress | None = None,
     command: list[str] | None = None,
 ) -> Summary:
@@ -70,14 +74,22 @@ def expand(
     Re-running on the same output continues an interrupted run (and does nothing when
     it is complete). A different recipe on a used output is refused unless `overwrite`.
     A source that can't be used is listed in errors.csv; with `on_error="fail"` the
-    first one stops the run with SourceError instead.
+    first one stops the run with SourceError instead. `only` restricts the run to some
+    files of `input_dir` (paths inside it, or relative to it) with the same seeds and
+    names as a full run.
     """
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
     started = time.monotonic()
-    rec = load_recipe(recipe).replace(variants=variants, seed=seed)
+    rec = load_recipe(recipe).replace(
+        variants=variants, seed=seed, include_originals=include_originals
+    )
     if variants is not None and rec.balance_target is not None:
         raise UsageError("--variants can't be combined with a recipe that sets 'balance'")
+    if rec.balance_target is None and rec.variants == 0 and not rec.include_originals:
+        raise UsageError(
+            "the recipe would write no images: variants is 0 and include_originals is false"
+        )
     in_dir, out_dir = os.path.abspath(input_dir), os.path.abspath(output_dir)
     _check_dirs(in_dir, out_dir)
     listing = dataset.walk(in_dir, rec.extensions, exclude=out_dir)
@@ -86,10 +98,14 @@ def expand(
             f"input directory {input_dir} has no class folders; "
             f"expected {input_dir}/<class>/<image>"
         )
+    if not allow_split_dirs:
+        _refuse_split_dirs(str(input_dir), listing.classes)
+    tasks = make_plan(listing, rec)
+    if only is not None:
+        tasks, listing.skipped = _select(tasks, listing.skipped, in_dir, only)
     if on_error == "fail" and listing.skipped:
         bad = listing.skipped[0]
         raise SourceError(f"{bad.rel}: {bad.reason}")
-    tasks = make_plan(listing, rec)
     summary = Summary(
         input_dir=str(input_dir),
         output_dir=str(output_dir),
@@ -98,6 +114,7 @@ def expand(
         classes=len(listing.classes),
         planned=sum(len(t.variants) for t in tasks),
         warnings=list(listing.warnings),
+        sources_per_class=dict(sorted(Counter(s.cls for s in listing.sources).items())),
     )
     with _output_errors(output_dir):
         done = _prepare_output(out_dir, rec, overwrite)
@@ -180,6 +197,60 @@ def _final_rows(path: str) -> list[dict[str, str]]:
     """The manifest's rows sorted by output path, the last row kept where one was redone."""
     rows = {r["output_path"]: r for r in manifest.read_rows(path)}
     return [rows[k] for k in sorted(rows)]
+
+
+SPLIT_NAMES = frozenset({"val", "valid", "validation", "test", "testing", "eval", "dev"})
+
+
+def _refuse_split_dirs(input_dir: str, classes: list[str]) -> None:
+    """Refuse a dataset root with train/val/test folders: augmenting held-out data leaks."""
+    names = {c.lower() for c in classes}
+    held_out = sorted(c for c in classes if c.lower() in SPLIT_NAMES)
+    if "train" in names and held_out:
+        train = next(c for c in classes if c.lower() == "train")
+        raise UsageError(
+            f"input directory {input_dir} looks like a dataset root with split folders "
+            f"({', '.join([train, *held_out])}); point augctl at the training split "
+            f"({os.path.join(input_dir, train)}): augmenting validation or test data "
+            "inflates scores. If these really are class names, pass --allow-split-dirs."
+        )
+
+
+def _select(
+    tasks: list[Task], skipped: list[dataset.Skipped], in_dir: str, only: Iterable[str]
+) -> tuple[list[Task], list[dataset.Skipped]]:
+    """The tasks of the listed files, and the listed files that can't be used (with why)."""
+    by_rel = {t.source.rel: t for t in tasks}
+    walk_skipped = {s.rel: s for s in skipped}
+    chosen: dict[str, Task] = {}
+    bad: dict[str, dataset.Skipped] = {}
+    for raw in only:
+        rel = _relative_to_input(in_dir, raw)
+        if rel is None:
+            bad[raw] = dataset.Skipped(
+                raw, "", "listed in --files-from but outside the input directory"
+            )
+        elif rel in by_rel:
+            chosen[rel] = by_rel[rel]
+        else:
+            bad[rel] = walk_skipped.get(rel) or dataset.Skipped(
+                rel,
+                rel.split("/")[0] if "/" in rel else "",
+                "listed in --files-from but not a source: missing, not in a class folder, "
+                "hidden, or without an allowed extension",
+            )
+    return [chosen[k] for k in sorted(chosen)], [bad[k] for k in sorted(bad)]
+
+
+def _relative_to_input(in_dir: str, path: str) -> str | None:
+    """A listed path as a source path relative to IN (POSIX, NFC), or None if outside IN."""
+    candidate = path if os.path.isabs(path) else os.path.abspath(path)
+    if not os.path.isabs(path) and not os.path.exists(candidate):
+        candidate = os.path.join(in_dir, path)  # already relative to IN
+    rel = os.path.relpath(os.path.normpath(candidate), in_dir)
+    if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+        return None
+    return dataset.nfc(rel.replace(os.sep, "/"))
 
 
 def _check_dirs(in_dir: str, out_dir: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -10,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import AugctlError
+from .errors import AugctlError, OutputError, UsageError
 
 
 class _Failure(click.ClickException):
@@ -22,6 +23,11 @@ class _Failure(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"augctl: error: {self.format_message()}", err=True)
+
+
+def _usage(message: str) -> _Failure:
+    """A usage error (exit 2) shown like every other augctl error."""
+    return _Failure(UsageError(message))
 
 
 def _warn(message: str) -> None:
@@ -66,6 +72,28 @@ class _Progress:
             self.bar.close()
 
 
+def option(*decls: str, **kwargs: Any) -> Callable[[Any], Any]:
+    """A click option that can also be set from AUGCTL_<OPTION> (as CI jobs configure tools)."""
+    long = max((d for d in decls if d.startswith("--")), key=len)
+    kwargs.setdefault("envvar", "AUGCTL_" + long[2:].upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*decls, **kwargs)
+
+
+def _read_list(source: str, null: bool) -> list[str]:
+    """Paths from a file (or - for stdin): one a line, or NUL-separated with -0."""
+    try:
+        if source == "-":
+            text = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                text = f.read()
+    except OSError as exc:
+        raise _usage(f"cannot read --files-from {source}: {exc.strerror or exc}") from None
+    sep = b"\0" if null else b"\n"
+    return [os.fsdecode(p.rstrip(b"\r") if not null else p) for p in text.split(sep) if p.strip()]
+
+
 def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -82,27 +110,39 @@ def main() -> None:
 @main.command()
 @click.argument("input_dir", metavar="IN", type=click.Path(file_okay=False))
 @click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
-@click.option("-r", "--recipe", required=True, help="Recipe YAML file, or - for stdin.")
-@click.option(
+@option("-r", "--recipe", required=True, help="Recipe YAML file, or - for stdin.")
+@option(
     "-n", "--variants", type=click.IntRange(0), help="Variants per image (overrides the recipe)."
 )
-@click.option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
-@click.option(
+@option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
+@option(
     "-j", "--workers", type=click.IntRange(1), help="Worker processes [default: CPUs available]."
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT."
-)
-@click.option(
+@option("--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT.")
+@option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
     default="skip",
     show_default=True,
     help="What a source that can't be used does: a row in errors.csv, or stop (exit 1).",
 )
-@click.option("--strict", is_flag=True, help="Exit 1 at the end if any source was skipped.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@option("--strict", is_flag=True, help="Exit 1 at the end if any source was skipped.")
+@option(
+    "--include-originals", is_flag=True, default=None, help="Also write each source as variant 0."
+)
+@option(
+    "--files-from",
+    metavar="FILE",
+    help="Expand only the files of IN listed in FILE (- for stdin), with the same seeds and names.",
+)
+@option("-0", "--null", is_flag=True, help="--files-from is NUL-separated (find -print0).")
+@option(
+    "--allow-split-dirs",
+    is_flag=True,
+    help="Allow IN to hold train/ and val/ or test/ folders (usually splits, not classes).",
+)
+@option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def expand(
     input_dir: str,
     output_dir: str,
@@ -113,6 +153,10 @@ def expand(
     overwrite: bool,
     on_error: str,
     strict: bool,
+    include_originals: bool | None,
+    files_from: str | None,
+    null: bool,
+    allow_split_dirs: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -122,6 +166,9 @@ def expand(
     """
     from .api import expand as expand_
 
+    if recipe == "-" and files_from == "-":
+        raise _usage("--recipe and --files-from can't both read stdin")
+    only = _read_list(files_from, null) if files_from is not None else None
     progress = _Progress(quiet)
     try:
         summary = _run(
@@ -132,8 +179,11 @@ def expand(
                 workers=workers,
                 variants=variants,
                 seed=seed,
+                include_originals=include_originals or None,
+                only=only,
                 overwrite=overwrite,
                 on_error=on_error,
+                allow_split_dirs=allow_split_dirs,
                 progress=progress,
                 command=sys.argv,
             )
@@ -163,14 +213,14 @@ def expand(
 
 @main.command()
 @click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
-@click.option("--deep", is_flag=True, help="Also re-create every output from its row and compare.")
-@click.option(
+@option("--deep", is_flag=True, help="Also re-create every output from its row and compare.")
+@option(
     "--input",
     "input_dir",
     type=click.Path(file_okay=False),
     help="Where the sources are now (for --deep).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def verify(output_dir: str, deep: bool, input_dir: str | None, as_json: bool) -> None:
     """Check every manifest row of OUT against its file (exists, sha256); report orphans.
 
@@ -196,10 +246,8 @@ def verify(output_dir: str, deep: bool, input_dir: str | None, as_json: bool) ->
 @main.command()
 @click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True)
-@click.option(
-    "--input", "input_dir", type=click.Path(file_okay=False), help="Where the sources are now."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@option("--input", "input_dir", type=click.Path(file_okay=False), help="Where the sources are now.")
+@option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def replay(output_dir: str, paths: tuple[str, ...], input_dir: str | None, as_json: bool) -> None:
     """Re-create outputs from their manifest rows (source + recorded ops, no rng).
 
@@ -224,15 +272,47 @@ def replay(output_dir: str, paths: tuple[str, ...], input_dir: str | None, as_js
 @main.command()
 @click.argument("recipe")
 def validate(recipe: str) -> None:
-    """Check RECIPE (a file, or - for stdin) and print its normalized form."""
+    """Check RECIPE (a file, or - for stdin) and print its normalized form.
+
+    The YAML on stdout is a valid recipe with every default filled in; the comment
+    after it lists the ops each step path resolves to.
+    """
+    from .pipeline import Step, walk_steps
+
     rec = _run(lambda: _load(recipe))
     click.echo(rec.to_yaml(), nl=False)
-    click.echo(f"# recipe sha256: {rec.sha256}", err=True)
+    click.echo("# steps:")
+    for path, node in walk_steps(rec.pipeline):
+        if isinstance(node, Step):
+            params = ", ".join(f"{k}={json.dumps(v)}" for k, v in node.config.items())
+            click.echo(f"#   {path:<28} {node.op.name}({params})  p={node.p:g}")
+    click.echo(f"# recipe sha256: {rec.sha256}")
+
+
+@main.command()
+@click.argument("path", default="augctl.yaml", required=False)
+@option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init(path: str, force: bool) -> None:
+    """Write a commented starter recipe to PATH (default augctl.yaml; - for stdout)."""
+    from .starter import STARTER
+
+    text = STARTER.format(name="recipe.yaml" if path == "-" else path)
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    if os.path.exists(path) and not force:
+        raise _usage(f"{path} already exists; pass --force to overwrite it")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise _Failure(OutputError(f"cannot write {path}: {exc.strerror or exc}")) from None
+    click.echo(f"augctl: wrote {path}; check it with: augctl validate {path}", err=True)
 
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ops(name: str | None, as_json: bool) -> None:
     """List the ops with their parameters, defaults and accepted values."""
     from .ops import REGISTRY
@@ -243,7 +323,7 @@ def ops(name: str | None, as_json: bool) -> None:
 
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise click.UsageError(f"unknown op '{name}'{hint}")
+        raise _usage(f"unknown op '{name}'{hint}")
     table = describe_ops([name] if name else sorted(REGISTRY))
     if as_json:
         click.echo(json.dumps(table, indent=2))

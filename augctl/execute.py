@@ -51,24 +51,54 @@ def rng_for(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
 
 
-def load_source(path: str, recipe: Recipe, fmt: str) -> tuple[Image.Image, str]:
-    """Decode a source as every variant of it sees it; returns the image and the file's sha256."""
+@dataclass
+class Loaded:
+    """A decoded source with what its outputs need from the file."""
+
+    image: Image.Image
+    sha256: str
+    meta: images.Metadata
+    data: bytes | None  # kept only while a byte-for-byte copy may still be written
+
+
+def load_source(path: str, recipe: Recipe, fmt: str) -> Loaded:
+    """Decode a source as every variant of it sees it."""
     data = images.read_source(path)
+    keep_alpha = images.keeps_alpha(fmt)
     image = images.decode(
-        data,
-        max_pixels=recipe.max_pixels,
-        keep_alpha=images.keeps_alpha(fmt),
-        background=recipe.background,
+        data, max_pixels=recipe.max_pixels, keep_alpha=keep_alpha, background=recipe.background
     )
-    return image, hashlib.sha256(data).hexdigest()
+    meta = images.read_metadata(data, keep_alpha)
+    copyable = recipe.format == "same" and meta.pristine and meta.format == fmt
+    return Loaded(image, hashlib.sha256(data).hexdigest(), meta, data if copyable else None)
 
 
 def render(
-    image: Image.Image, applied: list[dict[str, Any]], fmt: str, quality: int
+    source: Loaded, applied: list[dict[str, Any]], fmt: str, recipe: Recipe
 ) -> tuple[Image.Image, bytes]:
-    """Run recorded ops on a decoded source and encode the result: the one path to output bytes."""
-    out = pipeline.run(image, applied)
-    return out, images.encode(out, fmt, quality)
+    """Run recorded ops on a decoded source and encode the result: the one path to output bytes.
+
+    An original (no ops) in `same` format whose decoding changed nothing is the source's
+    own bytes, unless metadata the recipe strips would come along.
+    """
+    out = pipeline.run(source.image, applied)
+    meta = source.meta
+    keeps_all_metadata = (recipe.icc == "keep" or not meta.icc) and (
+        recipe.exif == "keep" or not meta.exif
+    )
+    if not applied and source.data is not None and keeps_all_metadata:
+        return out, source.data
+    data = images.encode(
+        out,
+        fmt,
+        recipe.quality,
+        compress_level=recipe.compress_level,
+        lossless=recipe.lossless,
+        subsampling=recipe.subsampling,
+        icc=meta.icc if recipe.icc == "keep" else None,
+        exif=meta.exif if recipe.exif == "keep" else None,
+    )
+    return out, data
 
 
 def run_task(job: Job, task: Task) -> Result:
@@ -76,14 +106,14 @@ def run_task(job: Job, task: Task) -> Result:
     recipe = job.recipe
     result = Result(task)
     try:
-        image, source_sha = load_source(task.source.path, recipe, task.fmt)
+        source = load_source(task.source.path, recipe, task.fmt)
         for variant in task.variants:
             applied = (
-                pipeline.sample(recipe.pipeline, rng_for(variant.seed), image.size)
+                pipeline.sample(recipe.pipeline, rng_for(variant.seed), source.image.size)
                 if variant.index
                 else []
             )
-            out, encoded = render(image, applied, task.fmt, recipe.quality)
+            out, encoded = render(source, applied, task.fmt, recipe)
             try:
                 images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
             except OSError as exc:
@@ -100,7 +130,7 @@ def run_task(job: Job, task: Task) -> Result:
                     "ops": json.dumps(applied, separators=(",", ":"), ensure_ascii=False),
                     "width": out.width,
                     "height": out.height,
-                    "source_sha256": source_sha,
+                    "source_sha256": source.sha256,
                     "output_sha256": hashlib.sha256(encoded).hexdigest(),
                     "recipe_sha256": recipe.sha256,
                     "augctl_version": __version__,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -160,20 +161,79 @@ def flatten(image: Image.Image, background: Any = 255) -> Image.Image:
     return out
 
 
-def encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
+@dataclass(frozen=True)
+class Metadata:
+    """What a source's header says beyond its pixels: profiles, EXIF, and whether decoding
+    leaves the pixels exactly as stored (one frame, upright, no mode conversion)."""
+
+    icc: bytes | None = None
+    exif: bytes | None = None
+    pristine: bool = False
+    format: str | None = None  # as Pillow names it, lowercased: "jpeg", "png", ...
+
+
+_COLOUR_SPACE_CHANGES = (
+    "CMYK",
+    "LAB",
+    "HSV",
+)  # their ICC profile no longer fits after RGB conversion
+
+
+def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
+    """ICC profile, EXIF (orientation reset to upright) and pristine-ness, from the header."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            icc = image.info.get("icc_profile") or None
+            if image.mode in _COLOUR_SPACE_CHANGES:
+                icc = None
+            exif = image.getexif()
+            orientation = exif.get(0x0112, 1)
+            pristine = (
+                orientation == 1
+                and getattr(image, "n_frames", 1) == 1
+                and (image.mode in ("L", "RGB") or (keep_alpha and image.mode in ("LA", "RGBA")))
+            )
+            if 0x0112 in exif:
+                exif[0x0112] = 1  # the pixels are made upright; never rotate them twice
+            return Metadata(
+                icc=icc,
+                exif=exif.tobytes() if len(exif) else None,
+                pristine=pristine,
+                format=(image.format or "").lower() or None,
+            )
+    except Exception:  # metadata is a nicety; decode() reports what is really wrong
+        return Metadata()
+
+
+def encode(
+    image: Image.Image,
+    fmt: str,
+    quality: int = 90,
+    *,
+    compress_level: int = 6,
+    lossless: bool = False,
+    subsampling: str = "4:2:0",
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+) -> bytes:
     """Encode an image to bytes in a recipe format; flattens alpha the format can't hold."""
     pil_format = (FORMATS.get(fmt) or _EXTRA[fmt])[0]
     if image.mode in ("LA", "RGBA") and not keeps_alpha(fmt):
         image = flatten(image)
+    extra: dict[str, Any] = {}
+    if icc and fmt in ("jpeg", "png", "webp", "tiff"):
+        extra["icc_profile"] = icc
+    if exif and fmt in ("jpeg", "png", "webp", "tiff"):
+        extra["exif"] = exif
     buf = io.BytesIO()
     if fmt == "jpeg":
-        image.save(buf, format=pil_format, quality=quality)
+        image.save(buf, format=pil_format, quality=quality, subsampling=subsampling, **extra)
     elif fmt == "webp":
-        image.save(buf, format=pil_format, quality=quality, method=4)
+        image.save(buf, format=pil_format, quality=quality, lossless=lossless, method=4, **extra)
     elif fmt == "png":
-        image.save(buf, format=pil_format, compress_level=6)
+        image.save(buf, format=pil_format, compress_level=compress_level, **extra)
     else:
-        image.save(buf, format=pil_format)
+        image.save(buf, format=pil_format, **extra)
     return buf.getvalue()
 
 

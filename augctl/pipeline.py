@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -36,6 +37,15 @@ class Compose:
 
 Node = Union[Step, Compose]
 Applied = list[dict[str, Any]]
+
+
+def walk_steps(nodes: tuple[Node, ...], path: str = "pipeline") -> Iterator[tuple[str, Node]]:
+    """Every node with its step path (`pipeline[2].one_of[0]`), depth first."""
+    for i, node in enumerate(nodes):
+        here = f"{path}[{i}]"
+        yield here, node
+        if isinstance(node, Compose):
+            yield from walk_steps(node.children, f"{here}.{node.kind}")
 
 
 def sample(nodes: tuple[Node, ...], rng: np.random.Generator, size: Size) -> Applied:

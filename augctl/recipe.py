@@ -39,6 +39,11 @@ class Recipe:
     format: str = "jpeg"
     quality: int = 90
     background: Any = 255
+    compress_level: int = 6
+    lossless: bool = False
+    subsampling: str = "4:2:0"
+    icc: str = "keep"
+    exif: str = "strip"
     source: str = "<recipe>"
 
     def replace(self, **changes: Any) -> Recipe:
@@ -60,6 +65,11 @@ class Recipe:
                 "format": self.format,
                 "quality": self.quality,
                 "background": self.background,
+                "compress_level": self.compress_level,
+                "lossless": self.lossless,
+                "subsampling": self.subsampling,
+                "icc": self.icc,
+                "exif": self.exif,
             },
             "pipeline": [_node_dict(n) for n in self.pipeline],
         }
@@ -133,7 +143,18 @@ _TOP_KEYS = (
     "pipeline",
 )
 _INPUT_KEYS = ("extensions", "max_pixels")
-_OUTPUT_KEYS = ("format", "quality", "background")
+_OUTPUT_KEYS = (
+    "format",
+    "quality",
+    "background",
+    "compress_level",
+    "lossless",
+    "subsampling",
+    "icc",
+    "exif",
+)
+SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
+METADATA = ("keep", "strip")
 
 
 def _suggest(word: str, options: Any) -> str:
@@ -194,6 +215,14 @@ class _Parser:
         if not isinstance(v, bool):
             raise self.fail(node, path, f"expected true or false, got {self.describe(node)}")
         return v
+
+    def choice(
+        self, node: yaml.Node, path: str, value: Any, options: tuple[str, ...], what: str
+    ) -> str:
+        if value not in options:
+            hint = _suggest(value, options) or f" (expected one of: {', '.join(options)})"
+            raise self.fail(node, path, f"unknown {what} {value!r}{hint}")
+        return value
 
     def probability(self, node: yaml.Node, path: str) -> float:
         v = self.value(node)
@@ -276,14 +305,19 @@ class _Parser:
         out: dict[str, Any] = {}
         if "format" in entries:
             fnode = entries["format"][1]
-            fmt = self.value(fnode)
-            fmt = "jpeg" if fmt == "jpg" else fmt
-            if fmt not in FORMATS:
-                hint = _suggest(fmt, FORMATS) or f" (expected one of: {', '.join(FORMATS)})"
-                raise self.fail(fnode, "output.format", f"unknown format {fmt!r}{hint}")
-            out["format"] = fmt
+            fmt = "jpeg" if self.value(fnode) == "jpg" else self.value(fnode)
+            out["format"] = self.choice(fnode, "output.format", fmt, FORMATS, "format")
         if "quality" in entries:
             out["quality"] = self.integer(entries["quality"][1], "output.quality", 1, 100)
+        if "compress_level" in entries:
+            node = entries["compress_level"][1]
+            out["compress_level"] = self.integer(node, "output.compress_level", 0, 9)
+        if "lossless" in entries:
+            out["lossless"] = self.boolean(entries["lossless"][1], "output.lossless")
+        for key, options in (("subsampling", SUBSAMPLING), ("icc", METADATA), ("exif", METADATA)):
+            if key in entries:
+                node = entries[key][1]
+                out[key] = self.choice(node, f"output.{key}", self.value(node), options, key)
         if "background" in entries:
             bnode = entries["background"][1]
             try:

@@ -160,18 +160,17 @@ def replay(
         fmt, _ = output_format(recipe.format, posixpath.splitext(row["source_path"])[1])
         try:
             if cache is None or cache[0] != (source, fmt):
-                image, sha = load_source(source, recipe, fmt)
-                cache = ((source, fmt), (image, sha))
-            image, sha = cache[1]
+                cache = ((source, fmt), load_source(source, recipe, fmt))
+            loaded = cache[1]
         except Exception as exc:
             results.append(Replayed(rel, False, f"cannot load source {row['source_path']}: {exc}"))
             continue
-        if sha != row["source_sha256"]:
+        if loaded.sha256 != row["source_sha256"]:
             results.append(
                 Replayed(rel, False, f"source {row['source_path']} changed since the run")
             )
             continue
-        _, data = render(image, json.loads(row["ops"]), fmt, recipe.quality)
+        _, data = render(loaded, json.loads(row["ops"]), fmt, recipe)
         results.append(_compare(rel, hashlib.sha256(data).hexdigest(), row, os.path.join(out, rel)))
     return results
 

@@ -61,7 +61,13 @@ def build_torture_tree(root: Path) -> dict[str, str]:
     frames[0].save(good / "animated.gif", save_all=True, append_images=frames[1:])
     frames[0].save(good / "multipage.tif", save_all=True, append_images=frames[1:])
     _save(good / "UPPER.JPG", photo(7))
-    for name in ("café ☕.jpg", "space name.jpg", "it's \"quoted\".jpg", "-leading-dash.jpg", "a,comma.jpg"):
+    for name in (
+        "café ☕.jpg",
+        "space name.jpg",
+        'it\'s "quoted".jpg',
+        "-leading-dash.jpg",
+        "a,comma.jpg",
+    ):
         _save(good / name, photo(8))
     _save(good / "nested" / "deeper" / "n.jpg", photo(9))
     (good / "link.jpg").symlink_to(good / "plain.jpg")
@@ -148,7 +154,7 @@ def test_every_valid_image_gets_n_readable_outputs(png_run) -> None:
             im.load()
     assert {r["output_path"] for r in rows} >= {
         "good/café ☕_jpg_aug001.png",
-        "good/it's \"quoted\"_jpg_aug002.png",
+        'good/it\'s "quoted"_jpg_aug002.png',
         "good/-leading-dash_jpg_aug001.png",
         "good/a,comma_jpg_aug001.png",
         "good/UPPER_JPG_aug001.png",
@@ -157,7 +163,10 @@ def test_every_valid_image_gets_n_readable_outputs(png_run) -> None:
 
 def test_warnings_for_root_files_empty_classes_and_loops(png_run) -> None:
     _, _, _, result = png_run
-    assert "1 image(s) at the input root are in no class folder and are skipped (e.g. stray.jpg)" in result.stderr
+    assert (
+        "1 image(s) at the input root are in no class folder and are skipped (e.g. stray.jpg)"
+        in result.stderr
+    )
     assert "class folder 'empty_class' has no images; nothing written for it" in result.stderr
     assert "folder good/loop links back to a folder above it; not followed" in result.stderr
     assert "README" not in result.stderr and "Thumbs" not in result.stderr

@@ -107,7 +107,16 @@ def test_normalized_form_fills_defaults_and_is_stable() -> None:
     assert data["pipeline"][2]["one_of"]["steps"][1] == {
         "contrast": {"factor": [0.7, 1.3], "p": 1.0}
     }
-    assert data["output"] == {"format": "jpeg", "quality": 90, "background": 255}
+    assert data["output"] == {
+        "format": "jpeg",
+        "quality": 90,
+        "background": 255,
+        "compress_level": 6,
+        "lossless": False,
+        "subsampling": "4:2:0",
+        "icc": "keep",
+        "exif": "strip",
+    }
     # The normalized form is itself a valid recipe with the same identity.
     assert parse_recipe(recipe.to_yaml()).sha256 == recipe.sha256
     assert parse_recipe(SMALL_RECIPE.replace("seed: 7", "seed: 8")).sha256 != recipe.sha256
@@ -125,7 +134,10 @@ def test_validate_prints_normalized_recipe(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(CONFIGS / "basic.yaml")])
     assert result.exit_code == 0
     assert parse_recipe(result.stdout).sha256 == load_recipe(CONFIGS / "basic.yaml").sha256
-    assert "recipe sha256:" in result.stderr
+    assert (
+        "\n# steps:\n#   pipeline[0]                  rotate(degrees=[-15.0, 15.0]" in result.stdout
+    )
+    assert f"# recipe sha256: {load_recipe(CONFIGS / 'basic.yaml').sha256}\n" in result.stdout
 
 
 def test_dict_recipe() -> None:
