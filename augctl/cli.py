@@ -311,9 +311,49 @@ def init(path: str, force: bool) -> None:
 
 
 @main.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@option("-r", "--recipe", required=True, help="Recipe YAML file, or - for stdin.")
+@option(
+    "-n",
+    "--count",
+    "n",
+    type=click.IntRange(1, 400),
+    default=16,
+    show_default=True,
+    help="Variants to show.",
+)
+@option(
+    "-o",
+    "--output",
+    default="preview.png",
+    show_default=True,
+    help="Where to write the contact sheet.",
+)
+@option(
+    "--tile",
+    type=click.IntRange(32, 2048),
+    default=256,
+    show_default=True,
+    help="Tile size in pixels.",
+)
+@option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
+def preview(image: str, recipe: str, n: int, output: str, tile: int, seed: int | None) -> None:
+    """Write a contact sheet of N variants of IMAGE, each captioned with its ops."""
+    from .preview import preview as preview_
+
+    sheet = _run(lambda: preview_(_load(recipe), image, n=n, tile=tile, seed=seed))
+    try:
+        sheet.save(output)
+    except (OSError, ValueError) as exc:
+        raise _Failure(OutputError(f"cannot write {output}: {exc}")) from None
+    click.echo(f"augctl: wrote {output} ({sheet.width}x{sheet.height}, {n} variants)", err=True)
+
+
+@main.command()
 @click.argument("name", required=False)
 @option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def ops(name: str | None, as_json: bool) -> None:
+@option("--markdown", is_flag=True, help="The README's op table.")
+def ops(name: str | None, as_json: bool, markdown: bool) -> None:
     """List the ops with their parameters, defaults and accepted values."""
     from .ops import REGISTRY
     from .ops.describe import describe_ops
@@ -324,6 +364,11 @@ def ops(name: str | None, as_json: bool) -> None:
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise _usage(f"unknown op '{name}'{hint}")
+    if markdown:
+        from .ops.describe import markdown_table
+
+        click.echo(markdown_table(), nl=False)
+        return
     table = describe_ops([name] if name else sorted(REGISTRY))
     if as_json:
         click.echo(json.dumps(table, indent=2))
