@@ -14,6 +14,7 @@ from . import __version__, dataset, manifest
 from .errors import OutputError, SourceError, UsageError
 from .execute import Job, Result, default_workers, run_local
 from .images import TEMP_SUFFIX
+from .pipeline import Step, walk_steps
 from .plan import Task, make_plan
 from .recipe import Recipe, RecipeSource, load_recipe
 
@@ -134,7 +135,9 @@ def expand(
     pending = _pending(tasks, done)
     summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
     errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in listing.skipped]
-    job = Job(recipe=rec, input_dir=in_dir, output_dir=out_dir)
+    job = Job(
+        recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
+    )
     try:
         results = run_local(job, pending, workers or default_workers())
         _collect(results, len(pending), writer, errors, summary, on_error, progress)
@@ -197,6 +200,16 @@ def _final_rows(path: str) -> list[dict[str, str]]:
     """The manifest's rows sorted by output path, the last row kept where one was redone."""
     rows = {r["output_path"]: r for r in manifest.read_rows(path)}
     return [rows[k] for k in sorted(rows)]
+
+
+def _mixing_classes(recipe: Recipe, listing: dataset.Listing) -> dict[str, tuple[str, ...]]:
+    """Each class's sorted sources, when the recipe has mixing ops (their partners)."""
+    if not any(isinstance(n, Step) and n.op.uses_partners for _, n in walk_steps(recipe.pipeline)):
+        return {}
+    classes: dict[str, list[str]] = {}
+    for source in listing.sources:  # already sorted
+        classes.setdefault(source.cls, []).append(source.rel)
+    return {cls: tuple(paths) for cls, paths in classes.items()}
 
 
 SPLIT_NAMES = frozenset({"val", "valid", "validation", "test", "testing", "eval", "dev"})

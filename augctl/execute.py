@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from . import __version__, images, pipeline
 from .errors import SourceError
+from .ops.base import Partners
 from .plan import Task
 from .recipe import Recipe
 
@@ -31,6 +33,14 @@ class Job:
     recipe: Recipe
     input_dir: str
     output_dir: str
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # for mixing ops only
+
+    def partners(self, source_rel: str, cls: str, fmt: str) -> Partners | None:
+        """The mixing partners of one source (None when the recipe doesn't mix)."""
+        if not self.classes:
+            return None
+        load = partner_loader(self.input_dir, self.recipe, images.keeps_alpha(fmt))
+        return Partners(self.classes.get(cls, ()), source_rel, load)
 
 
 @dataclass
@@ -74,14 +84,18 @@ def load_source(path: str, recipe: Recipe, fmt: str) -> Loaded:
 
 
 def render(
-    source: Loaded, applied: list[dict[str, Any]], fmt: str, recipe: Recipe
+    source: Loaded,
+    applied: list[dict[str, Any]],
+    fmt: str,
+    recipe: Recipe,
+    partners: Partners | None = None,
 ) -> tuple[Image.Image, bytes]:
     """Run recorded ops on a decoded source and encode the result: the one path to output bytes.
 
     An original (no ops) in `same` format whose decoding changed nothing is the source's
     own bytes, unless metadata the recipe strips would come along.
     """
-    out = pipeline.run(source.image, applied)
+    out = pipeline.run(source.image, applied, partners)
     meta = source.meta
     keeps_all_metadata = (recipe.icc == "keep" or not meta.icc) and (
         recipe.exif == "keep" or not meta.exif
@@ -101,19 +115,42 @@ def render(
     return out, data
 
 
+@functools.lru_cache(maxsize=16)  # per worker: a partner is not decoded again and again
+def _decoded_partner(path: str, max_pixels: int, keep_alpha: bool, background: Any) -> Image.Image:
+    data = images.read_source(path)
+    return images.decode(data, max_pixels=max_pixels, keep_alpha=keep_alpha, background=background)
+
+
+def partner_loader(root: str, recipe: Recipe, keep_alpha: bool) -> Callable[[str], Image.Image]:
+    """Decode partner images (by path relative to `root`) as sources are decoded."""
+    background = (
+        tuple(recipe.background) if isinstance(recipe.background, list) else recipe.background
+    )
+
+    def load(rel: str) -> Image.Image:
+        path = os.path.join(root, *rel.split("/"))
+        try:
+            return _decoded_partner(path, recipe.max_pixels, keep_alpha, background)
+        except SourceError as exc:
+            raise SourceError(f"mixing partner {rel}: {exc}") from None
+
+    return load
+
+
 def run_task(job: Job, task: Task) -> Result:
     """Decode one source once, write all its variants, and return their manifest rows."""
     recipe = job.recipe
     result = Result(task)
     try:
         source = load_source(task.source.path, recipe, task.fmt)
+        partners = job.partners(task.source.rel, task.source.cls, task.fmt)
         for variant in task.variants:
             applied = (
-                pipeline.sample(recipe.pipeline, rng_for(variant.seed), source.image.size)
+                pipeline.sample(recipe.pipeline, rng_for(variant.seed), source.image.size, partners)
                 if variant.index
                 else []
             )
-            out, encoded = render(source, applied, task.fmt, recipe)
+            out, encoded = render(source, applied, task.fmt, recipe, partners)
             try:
                 images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
             except OSError as exc:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .ops import REGISTRY
-from .ops.base import RESAMPLE, Matrix, Op, Size, fill_for
+from .ops.base import RESAMPLE, Matrix, Op, Partners, Size, fill_for
 
 COMPOSE_KINDS = ("sequence", "one_of", "some_of", "random_order")
 
@@ -48,22 +48,34 @@ def walk_steps(nodes: tuple[Node, ...], path: str = "pipeline") -> Iterator[tupl
             yield from walk_steps(node.children, f"{here}.{node.kind}")
 
 
-def sample(nodes: tuple[Node, ...], rng: np.random.Generator, size: Size) -> Applied:
+def sample(
+    nodes: tuple[Node, ...],
+    rng: np.random.Generator,
+    size: Size,
+    partners: Partners | None = None,
+) -> Applied:
     """Draw the concrete ops (with params) one variant applies, in order."""
     applied: Applied = []
     for node in nodes:
-        size = _sample_node(node, rng, size, applied, forced=False)
+        size = _sample_node(node, rng, size, applied, partners, forced=False)
     return applied
 
 
 def _sample_node(
-    node: Node, rng: np.random.Generator, size: Size, out: Applied, *, forced: bool
+    node: Node,
+    rng: np.random.Generator,
+    size: Size,
+    out: Applied,
+    partners: Partners | None,
+    *,
+    forced: bool,
 ) -> Size:
     # One draw per p-test, always taken, so the rng stream's shape doesn't depend on p.
     if not forced and not float(rng.random()) < node.p:
         return size
     if isinstance(node, Step):
-        params = node.op.sample(rng, size, **node.config)
+        extra = {"partners": partners} if node.op.uses_partners else {}
+        params = node.op.sample(rng, size, **node.config, **extra)
         out.append({"op": node.op.name, **params})
         return node.op.size_after(size, params)
     children = node.children
@@ -78,7 +90,7 @@ def _sample_node(
         k = min(int(rng.integers(lo, hi + 1)), len(children))
         chosen, forced_children = _weighted_pick(rng, children, k), True
     for child in chosen:
-        size = _sample_node(child, rng, size, out, forced=forced_children)
+        size = _sample_node(child, rng, size, out, partners, forced=forced_children)
     return size
 
 
@@ -108,8 +120,11 @@ def _weighted_pick(rng: np.random.Generator, children: tuple[Node, ...], k: int)
 _RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 
 
-def run(image: Image.Image, applied: Applied) -> Image.Image:
-    """Apply recorded ops in order; a run of 2+ geometric ops is resampled once."""
+def run(image: Image.Image, applied: Applied, partners: Partners | None = None) -> Image.Image:
+    """Apply recorded ops in order; a run of 2+ geometric ops is resampled once.
+
+    `partners` loads the images that mixing ops recorded (only they need it).
+    """
     i = 0
     while i < len(applied):
         j = _fusable_run_end(applied, i)
@@ -119,6 +134,8 @@ def run(image: Image.Image, applied: Applied) -> Image.Image:
             continue
         params = dict(applied[i])
         op = REGISTRY[params.pop("op")]
+        if op.uses_partners:
+            params["partners"] = partners
         image = op.apply(image, **params)
         i += 1
     return image

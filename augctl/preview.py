@@ -10,9 +10,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import images, pipeline
 from .errors import SourceError, UsageError
-from .execute import rng_for
+from .execute import partner_loader, rng_for
+from .ops.base import Partners
 from .plan import variant_seed
-from .recipe import RecipeSource, load_recipe
+from .recipe import Recipe, RecipeSource, load_recipe
 
 CAPTION_LINES = 4
 
@@ -43,6 +44,17 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def _siblings(path: str, recipe: Recipe) -> Partners:
+    """The images beside `path` stand in for its class when previewing mixing ops."""
+    folder = os.path.dirname(os.path.abspath(path))
+    names = sorted(
+        e.name
+        for e in os.scandir(folder)
+        if e.is_file() and os.path.splitext(e.name)[1].lower() in recipe.extensions
+    )
+    return Partners(tuple(names), os.path.basename(path), partner_loader(folder, recipe, False))
 
 
 def _font(size: int) -> Any:
@@ -81,11 +93,11 @@ def preview(
     sheet = Image.new("RGB", (cols * tile, rows * (tile + cap_h)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     name = os.path.basename(path)
+    partners = _siblings(path, rec)
     for i in range(n):
-        applied = pipeline.sample(
-            rec.pipeline, rng_for(variant_seed(rec.seed, name, i + 1)), image.size
-        )
-        out = pipeline.run(image, applied).convert("RGB")
+        rng = rng_for(variant_seed(rec.seed, name, i + 1))
+        applied = pipeline.sample(rec.pipeline, rng, image.size, partners)
+        out = pipeline.run(image, applied, partners).convert("RGB")
         out.thumbnail((tile - 8, tile - 8))
         x, y = (i % cols) * tile, (i // cols) * (tile + cap_h)
         sheet.paste(out, (x + (tile - out.width) // 2, y + (tile - out.height) // 2))

@@ -13,7 +13,7 @@ from typing import Any
 from . import manifest
 from .dataset import is_junk
 from .errors import UsageError
-from .images import TEMP_SUFFIX, output_format
+from .images import TEMP_SUFFIX, keeps_alpha, output_format
 from .recipe import Recipe, load_recipe
 
 
@@ -141,7 +141,8 @@ def replay(
     out_dir: str | os.PathLike, paths: Iterable[str], *, input_dir: str | None = None
 ) -> list[Replayed]:
     """Re-create outputs from their manifest rows (source + recorded ops, no rng)."""
-    from .execute import load_source, render  # numpy/Pillow only when replaying
+    from .execute import load_source, partner_loader, render  # numpy/Pillow only when replaying
+    from .ops.base import Partners
 
     out = os.fspath(out_dir)
     info = _run_info(out)
@@ -170,7 +171,8 @@ def replay(
                 Replayed(rel, False, f"source {row['source_path']} changed since the run")
             )
             continue
-        _, data = render(loaded, json.loads(row["ops"]), fmt, recipe)
+        partners = Partners((), row["source_path"], partner_loader(root, recipe, keeps_alpha(fmt)))
+        _, data = render(loaded, json.loads(row["ops"]), fmt, recipe, partners)
         results.append(_compare(rel, hashlib.sha256(data).hexdigest(), row, os.path.join(out, rel)))
     return results
 

@@ -49,6 +49,11 @@ def test_every_op_runs_and_is_deterministic_across_workers(every_op_run) -> None
     assert len(rows) == 8
     applied = {entry["op"] for row in rows for entry in json.loads(row["ops"])}
     assert applied == set(REGISTRY)
+    for row in rows:  # mixing partners: another image of the same class, recorded by path
+        for entry in json.loads(row["ops"]):
+            if entry["op"] in ("mixup", "cutmix"):
+                assert entry["partner"].split("/")[0] == row["class"]
+                assert entry["partner"] != row["source_path"]
 
 
 def test_every_output_replays_byte_identical(every_op_run) -> None:

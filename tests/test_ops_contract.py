@@ -11,15 +11,23 @@ from PIL import Image
 
 from augctl import pipeline
 from augctl.ops import REGISTRY
-from augctl.ops.base import register
+from augctl.ops.base import Partners, register
 
 OPS = sorted(REGISTRY)
 MODES = ("L", "RGB", "RGBA")
+# Mixing ops draw from and load "other images of the class": three generated ones here.
+PARTNERS = Partners(
+    ("c/0.jpg", "c/1.jpg", "c/2.jpg"), "c/1.jpg", lambda rel: photo(40 + int(rel[2]), (50, 40))
+)
+
+
+def extra(name: str) -> dict:
+    return {"partners": PARTNERS} if REGISTRY[name].uses_partners else {}
 
 
 def sample(name: str, seed: int, size=(61, 47)) -> dict:
     op = REGISTRY[name]
-    return op.sample(np.random.default_rng(seed), size, **op.defaults())
+    return op.sample(np.random.default_rng(seed), size, **op.defaults(), **extra(name))
 
 
 def test_registry_is_not_empty_and_names_are_unique() -> None:
@@ -51,12 +59,12 @@ def test_apply_is_pure_and_replayable(name: str, mode: str) -> None:
     before = image.tobytes()
     for seed in range(3):
         params = sample(name, seed, image.size)
-        out = op.apply(image, **params)
+        out = op.apply(image, **params, **extra(name))
         assert isinstance(out, Image.Image) and out is not image
         assert image.tobytes() == before, "apply mutated its input"
         assert out.mode == mode
         assert out.size == op.size_after(image.size, params)
-        again = op.apply(image, **json.loads(json.dumps(params)))
+        again = op.apply(image, **json.loads(json.dumps(params)), **extra(name))
         assert again.tobytes() == out.tobytes()
 
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from augctl.ops import REGISTRY
+from augctl.ops.base import Partners
 
 KNOWN: dict[str, Callable[[], None]] = {}
 
@@ -46,7 +47,7 @@ def sample(name: str, image_size: tuple[int, int], seed: int = 0, **config: Any)
     """Params drawn by the op's sampler from its defaults overridden by `config`."""
     op = REGISTRY[name]
     cfg = op.defaults()
-    cfg.update({k: op.params[k].normalize(v) for k, v in config.items()})
+    cfg.update({k: op.params[k].normalize(v) if k in op.params else v for k, v in config.items()})
     return op.sample(np.random.default_rng(seed), image_size, **cfg)
 
 
@@ -424,6 +425,43 @@ def _random_erasing() -> None:
     mask = np.zeros((24, 32), bool)
     mask[t:b, le:r] = True
     assert np.array_equal(out[~mask], a[~mask]) and not np.array_equal(out[mask], a[mask])
+
+
+# --- mixing -------------------------------------------------------------------
+
+PARTNER = noise_rgb(seed=9)
+PARTNERS = Partners(("c/a.jpg", "c/b.jpg"), "c/a.jpg", lambda rel: rgb(PARTNER))
+
+
+@known("mixup")
+def _mixup() -> None:
+    a = noise_rgb()
+    first = apply("mixup", rgb(a), partner="c/b.jpg", lam=1.0, partners=PARTNERS)
+    assert np.array_equal(px(first), a)  # lam = 1 is the first image
+    half = px(apply("mixup", rgb(a), partner="c/b.jpg", lam=0.5, partners=PARTNERS)).astype(int)
+    assert np.abs(half - (a.astype(int) + PARTNER.astype(int)) / 2).max() <= 1
+    params = sample("mixup", (32, 24), partners=PARTNERS)
+    assert params["partner"] == "c/b.jpg" and 0 <= params["lam"] <= 1  # never the source itself
+    alone = Partners(("c/a.jpg",), "c/a.jpg", lambda rel: rgb(PARTNER))
+    assert sample("mixup", (32, 24), partners=alone) == {"partner": None, "lam": 1.0}
+
+
+@known("cutmix")
+def _cutmix() -> None:
+    a = noise_rgb()
+    expected = a.copy()
+    expected[2:10, 4:20] = PARTNER[2:10, 4:20]
+    out = apply("cutmix", rgb(a), partner="c/b.jpg", box=[4, 2, 20, 10], lam=0.8, partners=PARTNERS)
+    assert np.array_equal(px(out), expected)
+    whole = apply(
+        "cutmix", rgb(a), partner="c/b.jpg", box=[0, 0, 32, 24], lam=0.0, partners=PARTNERS
+    )
+    assert np.array_equal(px(whole), PARTNER)
+    for seed in range(10):
+        p = sample("cutmix", (32, 24), seed=seed, partners=PARTNERS)
+        le, t, r, b = p["box"]
+        assert 0 <= le <= r <= 32 and 0 <= t <= b <= 24
+        assert abs(p["lam"] - (1 - (r - le) * (b - t) / 768)) < 1e-3
 
 
 # --- policies -----------------------------------------------------------------

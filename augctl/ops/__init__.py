@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Importing a family registers its ops.
-from . import erasing, geometric, photometric, policies  # noqa: F401
+from . import erasing, geometric, mixing, photometric, policies  # noqa: F401
 from .base import REGISTRY, Op, Param
 
 __all__ = ["REGISTRY", "Op", "Param", "get"]

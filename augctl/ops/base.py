@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import math
 from collections.abc import Sequence
@@ -183,6 +184,7 @@ class Op:
     geometry: Geometry | None = None
     out_size: Callable[..., Size] | None = None
     doc: str = ""
+    uses_partners: bool = False  # sample and apply also take `partners=` (mixing ops)
 
     def size_after(self, image_size: Size, params: dict[str, Any]) -> Size:
         """The image size after this op runs with `params`."""
@@ -204,6 +206,30 @@ class Op:
 REGISTRY: dict[str, Op] = {}
 
 
+@dataclass(frozen=True)
+class Partners:
+    """The other images of a source's class, for the mixing ops.
+
+    `paths` is the class's sorted source paths (relative to the input root) and may
+    include `own`, the source itself, which is never drawn; `load` decodes one by path.
+    """
+
+    paths: tuple[str, ...]
+    own: str
+    load: Callable[[str], Image.Image]
+
+    def draw(self, rng: np.random.Generator) -> str | None:
+        """A partner drawn uniformly from the class, never the source itself (None if alone)."""
+        others = len(self.paths) - (1 if self.own in self.paths else 0)
+        if others <= 0:
+            return None
+        i = integer(rng, [0, others - 1])
+        own = bisect.bisect_left(self.paths, self.own)
+        if self.own in self.paths and i >= own:
+            i += 1
+        return self.paths[i]
+
+
 def registered(name: str) -> Op:
     """The op registered under `name`, loading every op family first."""
     importlib.import_module("augctl.ops")
@@ -219,6 +245,7 @@ def register(
     sample: Callable[..., dict[str, Any]] | None = None,
     geometry: Geometry | None = None,
     out_size: Callable[..., Size] | None = None,
+    uses_partners: bool = False,
 ) -> Op:
     """Add an op to the registry under its recipe name (names are never reused)."""
     if name in REGISTRY:
@@ -233,6 +260,7 @@ def register(
         geometry=geometry,
         out_size=out_size,
         doc=doc,
+        uses_partners=uses_partners,
     )
     REGISTRY[name] = op
     return op
