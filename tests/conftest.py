@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ def recipe_file(tmp_path: Path) -> Path:
     path = tmp_path / "recipe.yaml"
     path.write_text(SMALL_RECIPE)
     return path
+
+
+def augctl_cmd(*args: object) -> list[str]:
+    """The command line that runs augctl in a fresh interpreter (for subprocess tests)."""
+    return [sys.executable, "-m", "augctl", *map(str, args)]
 
 
 def read_manifest(out: Path, name: str = "manifest.csv") -> list[dict[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from conftest import (
     CONFIGS,
     SAMPLE_DATA,
     SMALL_RECIPE,
+    augctl_cmd,
     make_tree,
     output_files,
     photo,
@@ -74,7 +74,7 @@ def test_readme_demo_on_sample_data(tmp_path: Path) -> None:
 def test_subprocess_python_m(tmp_path: Path, recipe_file: Path) -> None:
     src = make_tree(tmp_path / "in", {"a": 2, "b": 1})
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "augctl", "expand", "-r", str(recipe_file), str(src), str(out)]
+    cmd = augctl_cmd("expand", "-r", recipe_file, src, out)
     proc = subprocess.run([*cmd, "-j", "2", "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["written"] == 9

@@ -6,13 +6,12 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_tree, output_files, read_manifest
+from conftest import augctl_cmd, make_tree, output_files, read_manifest
 from PIL import Image
 
 from augctl.cli import main
@@ -48,18 +47,7 @@ def job(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 def start(src: Path, recipe: Path, out: Path, **kw) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "augctl",
-        "expand",
-        "-r",
-        str(recipe),
-        str(src),
-        str(out),
-        "-j2",
-        "-q",
-    ]
+    cmd = augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q")
     return subprocess.Popen(
         cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
     )

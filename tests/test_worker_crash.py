@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from conftest import make_tree, output_files, read_manifest
+from conftest import augctl_cmd, make_tree, output_files, read_manifest
 
 RECIPE = "version: 1\nseed: 5\nvariants: 3\npipeline:\n  - rotate: {degrees: [-20, 20]}\n  - hflip: {p: 0.5}\n"
 
@@ -38,18 +37,7 @@ def run(src: Path, out: Path, recipe: Path, site: Path | None) -> subprocess.Com
     env = dict(os.environ)
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    cmd = [
-        sys.executable,
-        "-m",
-        "augctl",
-        "expand",
-        "-r",
-        str(recipe),
-        str(src),
-        str(out),
-        "-j2",
-        "-q",
-    ]
+    cmd = augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q")
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
