@@ -12,6 +12,9 @@ _LAZY = {
     "Summary": "augctl.api",
     "load_recipe": "augctl.recipe",
     "Recipe": "augctl.recipe",
+    "verify": "augctl.audit",
+    "replay": "augctl.audit",
+    "preview": "augctl.contact_sheet",
 }
 
 from .errors import (  # noqa: E402
@@ -35,6 +38,9 @@ __all__ = [
     "__version__",
     "expand",
     "load_recipe",
+    "preview",
+    "replay",
+    "verify",
 ]
 
 

@@ -226,7 +226,7 @@ def verify(output_dir: str, deep: bool, input_dir: str | None, as_json: bool) ->
 
     Exits 1 if anything is missing, changed, unlisted or (with --deep) not reproducible.
     """
-    from .verify import verify as verify_
+    from .audit import verify as verify_
 
     report = _run(lambda: verify_(output_dir, deep=deep, input_dir=input_dir))
     if as_json:
@@ -254,7 +254,7 @@ def replay(output_dir: str, paths: tuple[str, ...], input_dir: str | None, as_js
     PATH is an output path relative to OUT, or a path to the file. Exits 1 unless every
     re-created file is byte-identical to the one the manifest records.
     """
-    from .verify import replay as replay_
+    from .audit import replay as replay_
 
     results = _run(lambda: replay_(output_dir, list(paths), input_dir=input_dir))
     if as_json:
@@ -339,7 +339,7 @@ def init(path: str, force: bool) -> None:
 @option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
 def preview(image: str, recipe: str, n: int, output: str, tile: int, seed: int | None) -> None:
     """Write a contact sheet of N variants of IMAGE, each captioned with its ops."""
-    from .preview import preview as preview_
+    from .contact_sheet import preview as preview_
 
     sheet = _run(lambda: preview_(_load(recipe), image, n=n, tile=tile, seed=seed))
     try:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_manifest
 
-import augctl.verify as v
+import augctl.audit as v
 from augctl.cli import main
 
 
@@ -102,3 +102,12 @@ def test_verify_of_a_non_output_is_a_usage_error(tmp_path: Path) -> None:
         result.stderr
         == f"augctl: error: {tmp_path} has no manifest.csv; is it an augctl output directory?\n"
     )
+
+
+def test_python_api(done: Path) -> None:
+    import augctl
+
+    report = augctl.verify(done, deep=True)
+    assert report.ok and report.checked == 21 and report.replayed == 21
+    path = read_manifest(done)[0]["output_path"]
+    assert [r.identical for r in augctl.replay(done, [path])] == [True]
