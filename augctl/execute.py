@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import hashlib
 import json
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,6 +209,25 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def _unimportable_main_hidden() -> Iterator[None]:
+    """Let spawned workers start when the caller's script can't be re-imported.
+
+    Spawn re-runs the parent's main script in each worker; one read from stdin or
+    `python -c` has no file to re-run, so every worker would die at start.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
     """Run tasks in a spawn-context process pool, yielding results as they finish.
 
@@ -215,6 +236,11 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     flight are retried one at a time; one that kills its worker again is reported as
     an error instead of ending the run.
     """
+    with _unimportable_main_hidden():
+        yield from _run_pool(job, tasks, workers)
+
+
+def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
     ctx = multiprocessing.get_context("spawn")
     todo = iter(tasks)
     suspects: list[Task] = []

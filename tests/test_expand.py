@@ -233,3 +233,14 @@ def test_progress_is_plain_lines_off_a_terminal(
     assert "\r" not in result.stderr
     quiet = expand_cli("-r", recipe_file, tree, tmp_path / "out2", "-q")
     assert quiet.stderr == ""
+
+
+def test_python_api_from_a_script_on_stdin(tree: Path, recipe_file: Path, tmp_path: Path) -> None:
+    # Spawned workers re-import the caller's script; one read from stdin has no file.
+    script = f"import augctl\nprint(augctl.expand({str(tree)!r}, {str(tmp_path / 'out')!r}, {str(recipe_file)!r}, workers=2).written)\n"
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "21"
+    assert (tmp_path / "out" / "errors.csv").read_text().strip() == "source_path,class,reason"
