@@ -14,6 +14,7 @@ from . import __version__, dataset, manifest
 from .errors import OutputError, SourceError, UsageError
 from .execute import Job, Result, default_workers, run_local
 from .images import TEMP_SUFFIX
+from .limits import MAX_SEED, MAX_VARIANTS
 from .pipeline import Step, walk_steps
 from .plan import Task, make_plan
 from .recipe import Recipe, RecipeSource, load_recipe
@@ -81,6 +82,11 @@ def expand(
     """
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
+    for name, value, hi in (("variants", variants, MAX_VARIANTS), ("seed", seed, MAX_SEED)):
+        if value is not None and not (isinstance(value, int) and 0 <= value <= hi):
+            raise UsageError(f"{name} must be an integer from 0 to {hi}, not {value!r}")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise UsageError(f"workers must be a positive integer, not {workers!r}")
     started = time.monotonic()
     rec = load_recipe(recipe).replace(
         variants=variants, seed=seed, include_originals=include_originals
@@ -101,7 +107,13 @@ def expand(
         )
     if not allow_split_dirs:
         _refuse_split_dirs(str(input_dir), listing.classes)
+    reserved = [c for c in listing.classes if manifest.is_reserved(c)]
+    if reserved:
+        raise UsageError(
+            f"class folder '{reserved[0]}' has the name of a file augctl writes in OUT; rename it"
+        )
     tasks = make_plan(listing, rec)
+    walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
     if only is not None:
         tasks, listing.skipped = _select(tasks, listing.skipped, in_dir, only)
     if on_error == "fail" and listing.skipped:
@@ -118,7 +130,7 @@ def expand(
         sources_per_class=dict(sorted(Counter(s.cls for s in listing.sources).items())),
     )
     with _output_errors(output_dir):
-        done = _prepare_output(out_dir, rec, overwrite)
+        done, old_errors = _prepare_output(out_dir, in_dir, rec, overwrite)
         for cls in {t.source.cls for t in tasks}:
             os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
         run_info = {
@@ -135,12 +147,16 @@ def expand(
     pending = _pending(tasks, done)
     summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
     errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in listing.skipped]
+    # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
+    this_run = {t.source.rel for t in tasks} | {s.rel for s in listing.skipped}
+    errors += [e for e in old_errors if e["source_path"] in walked - this_run]
     job = Job(
         recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
     )
     try:
-        results = run_local(job, pending, workers or default_workers())
-        _collect(results, len(pending), writer, errors, summary, on_error, progress)
+        # closing(): on an early stop the pool is torn down now, not at interpreter exit.
+        with contextlib.closing(run_local(job, pending, workers or default_workers())) as results:
+            _collect(results, len(pending), writer, errors, summary, on_error, progress)
     finally:
         with _output_errors(output_dir):
             writer.close()
@@ -193,7 +209,8 @@ def _output_errors(output_dir: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputError(f"cannot write to {output_dir}: {exc.strerror or exc}") from None
+        where = exc.filename or output_dir
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
 def _final_rows(path: str) -> list[dict[str, str]]:
@@ -280,8 +297,11 @@ def _check_dirs(in_dir: str, out_dir: str) -> None:
         )
 
 
-def _prepare_output(out_dir: str, recipe: Recipe, overwrite: bool) -> set[str]:
-    """Create or reopen OUT; returns the outputs already recorded by a run of this recipe."""
+def _prepare_output(
+    out_dir: str, in_dir: str, recipe: Recipe, overwrite: bool
+) -> tuple[set[str], list[dict[str, str]]]:
+    """Create or reopen OUT: the outputs already recorded by a run of this recipe on this
+    input, and the errors that run recorded."""
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -292,9 +312,19 @@ def _prepare_output(out_dir: str, recipe: Recipe, overwrite: bool) -> set[str]:
         raise OutputError(f"output directory {out_dir} is not writable")
     manifest_path = os.path.join(out_dir, manifest.MANIFEST)
     rows = manifest.read_rows(manifest_path)
-    previous = manifest.read_run_recipe(out_dir)
-    if previous is None and rows:
-        previous = rows[0].get("recipe_sha256")
+    run = manifest.read_run(out_dir) or {}
+    previous = run.get("recipe_sha256") or (rows[0]["recipe_sha256"] if rows else None)
+    old_root = run.get("input_root")
+    if previous == recipe.sha256 and old_root and not _same_dir(old_root, in_dir):
+        if not overwrite:
+            raise UsageError(
+                f"output directory {out_dir} holds a run made from another input directory "
+                f"({old_root}); continue it with that input, use another directory, or pass "
+                "--overwrite to delete the files its manifest lists and start again"
+            )
+        previous = None
+        _remove_listed(out_dir, rows)
+        rows = []
     if previous is None:
         used = [e for e in os.listdir(out_dir) if not dataset.is_junk(e)]
         if used and not overwrite:
@@ -312,9 +342,15 @@ def _prepare_output(out_dir: str, recipe: Recipe, overwrite: bool) -> set[str]:
         _remove_listed(out_dir, rows)
         rows = []
     _remove_temp_files(out_dir)
-    return {
+    done = {
         r["output_path"] for r in rows if os.path.isfile(os.path.join(out_dir, r["output_path"]))
     }
+    old_errors = manifest.read_rows(os.path.join(out_dir, manifest.ERRORS), manifest.ERROR_COLUMNS)
+    return done, old_errors if rows else []
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _remove_listed(out_dir: str, rows: list[dict[str, str]]) -> None:

@@ -72,11 +72,10 @@ def _read_manifest(out_dir: str) -> list[dict[str, str]]:
 
 
 def _run_info(out_dir: str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(out_dir, manifest.RUN_JSON), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        raise UsageError(f"{out_dir} has no readable {manifest.RUN_JSON}; cannot replay") from None
+    info = manifest.read_run(out_dir)
+    if info is None or "recipe" not in info:
+        raise UsageError(f"{out_dir} has no readable {manifest.RUN_JSON}; cannot replay")
+    return info
 
 
 def verify(

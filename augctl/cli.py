@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable
 
 import click
 
 from . import __version__
-from .errors import AugctlError, OutputError, UsageError
+from .errors import AugctlError, OutputError, RecipeError, UsageError
+from .limits import MAX_SEED, MAX_VARIANTS
 
 
 class _Failure(click.ClickException):
@@ -38,7 +41,11 @@ def _load(recipe: str) -> Any:
     from .recipe import load_recipe
 
     if recipe == "-":
-        return load_recipe(sys.stdin.read(), name="<stdin>")
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"not valid UTF-8 (byte {exc.start})", file="<stdin>") from None
+        return load_recipe(text, name="<stdin>")
     return load_recipe(recipe)
 
 
@@ -73,7 +80,11 @@ class _Progress:
 
 
 def option(*decls: str, **kwargs: Any) -> Callable[[Any], Any]:
-    """A click option that can also be set from AUGCTL_<OPTION> (as CI jobs configure tools)."""
+    """A click option that can also be set from AUGCTL_<OPTION> (as CI jobs configure tools).
+
+    Options that delete files (--overwrite, --force) are plain click options: a variable
+    left in a CI environment must not destroy anything.
+    """
     long = max((d for d in decls if d.startswith("--")), key=len)
     kwargs.setdefault("envvar", "AUGCTL_" + long[2:].upper().replace("-", "_"))
     kwargs.setdefault("show_envvar", True)
@@ -94,6 +105,20 @@ def _read_list(source: str, null: bool) -> list[str]:
     return [os.fsdecode(p.rstrip(b"\r") if not null else p) for p in text.split(sep) if p.strip()]
 
 
+_stopped_by = [signal.SIGINT]
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a cancelled CI job, a pod shut down) like Ctrl-C: stop cleanly."""
+
+    def stop(signum: int, frame: Any) -> None:
+        _stopped_by[0] = signum
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -112,13 +137,18 @@ def main() -> None:
 @click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
 @option("-r", "--recipe", required=True, help="Recipe YAML file, or - for stdin.")
 @option(
-    "-n", "--variants", type=click.IntRange(0), help="Variants per image (overrides the recipe)."
+    "-n",
+    "--variants",
+    type=click.IntRange(0, MAX_VARIANTS),
+    help="Variants per image (overrides the recipe).",
 )
-@option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
+@option("--seed", type=click.IntRange(0, MAX_SEED), help="Seed (overrides the recipe).")
 @option(
     "-j", "--workers", type=click.IntRange(1), help="Worker processes [default: CPUs available]."
 )
-@option("--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT.")
+@click.option(  # never from the environment: it deletes files
+    "--overwrite", is_flag=True, help="Replace the files of a different recipe's run in OUT."
+)
 @option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
@@ -170,6 +200,7 @@ def expand(
         raise _usage("--recipe and --files-from can't both read stdin")
     only = _read_list(files_from, null) if files_from is not None else None
     progress = _Progress(quiet)
+    _stop_on_sigterm()
     try:
         summary = _run(
             lambda: expand_(
@@ -191,7 +222,7 @@ def expand(
     except KeyboardInterrupt:
         progress.close()
         click.echo("augctl: interrupted; re-run the same command to continue", err=True)
-        sys.exit(130)
+        sys.exit(128 + _stopped_by[0])
     progress.close()
     for message in summary.warnings:
         _warn(message)
@@ -291,7 +322,7 @@ def validate(recipe: str) -> None:
 
 @main.command()
 @click.argument("path", default="augctl.yaml", required=False)
-@option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 def init(path: str, force: bool) -> None:
     """Write a commented starter recipe to PATH (default augctl.yaml; - for stdout)."""
     from .starter import STARTER
@@ -336,7 +367,7 @@ def init(path: str, force: bool) -> None:
     show_default=True,
     help="Tile size in pixels.",
 )
-@option("--seed", type=click.IntRange(0), help="Seed (overrides the recipe).")
+@option("--seed", type=click.IntRange(0, MAX_SEED), help="Seed (overrides the recipe).")
 def preview(image: str, recipe: str, n: int, output: str, tile: int, seed: int | None) -> None:
     """Write a contact sheet of N variants of IMAGE, each captioned with its ops."""
     from .contact_sheet import preview as preview_

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import ctypes
+import functools
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
+
+from .errors import OutputError
 
 COLUMNS = (
     "output_path",
@@ -75,16 +80,63 @@ def write_json(path: str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_rows(path: str) -> list[dict[str, str]]:
-    """The complete rows of a manifest-like CSV; a torn last line (from a crash) is dropped."""
+def _parse(text: str, columns: tuple[str, ...], path: str) -> tuple[list[dict[str, str]], bool]:
+    """Complete records of a CSV text, and whether a torn last record was dropped."""
+    records = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(records, None)
+    except csv.Error:
+        header = None
+    if header is None:
+        return [], bool(text)
+    if tuple(header) != columns:
+        raise OutputError(f"{path} is not an augctl file: its columns are not {', '.join(columns)}")
+    rows: list[dict[str, str]] = []
+    torn = False
+    try:
+        for record in records:
+            if len(record) != len(columns):
+                torn = True
+                break
+            rows.append(dict(zip(columns, record)))
+    except csv.Error:  # ends inside a quoted field: the last append was cut short
+        torn = True
+    # A record cut right after a field, or inside a quoted line break, parses short or
+    # ends without its line terminator: either way it was never fully written.
+    if not torn and rows and not text.endswith("\n"):
+        rows.pop()
+        torn = True
+    return rows, torn
+
+
+def read_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
+    """The complete rows of a manifest-like CSV; a torn last record (from a crash) is dropped."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except FileNotFoundError:
         return []
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text)))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    return _parse(text, columns, path)[0]
+
+
+_SHARD_FILE = re.compile(r"(manifest|errors|run)-\d+-of-\d+\.(csv|json)")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a class folder would clash with a file augctl keeps in OUT."""
+    return name in (MANIFEST, ERRORS, RUN_JSON) or bool(_SHARD_FILE.fullmatch(name))
+
+
+def read_run(out_dir: str) -> dict[str, Any] | None:
+    """OUT/run.json as a dict, or None when there is none (or it is unreadable)."""
+    try:
+        with open(os.path.join(out_dir, RUN_JSON), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class ManifestWriter:
@@ -103,14 +155,17 @@ class ManifestWriter:
             self.file.flush()
 
     def _repair_tail(self) -> None:
-        """Cut a torn last line left by a crash so the next append starts a fresh row."""
+        """Drop a torn last record left by a crash so the next append starts a fresh row."""
         try:
-            with open(self.path, "rb+") as f:
-                data = f.read()
-                if data and not data.endswith(b"\n"):
-                    f.truncate(data.rfind(b"\n") + 1)
+            with open(self.path, encoding="utf-8", newline="") as f:
+                text = f.read()
         except FileNotFoundError:
-            pass
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OutputError(f"cannot read {self.path}: {exc}") from None
+        rows, torn = _parse(text, COLUMNS, self.path)
+        if torn:
+            write_csv(self.path, rows, COLUMNS)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Queue rows whose files were written; commit the group when it is due."""
@@ -121,7 +176,7 @@ class ManifestWriter:
     def commit(self) -> None:
         """Make queued files durable (one sync for the group), then append their rows."""
         if self.pending:
-            os.sync()
+            _sync_filesystem(self.file.fileno())
             self.file.write(csv_text(self.pending, COLUMNS, header=False))
             self.file.flush()
             os.fsync(self.file.fileno())
@@ -136,10 +191,16 @@ class ManifestWriter:
             self.file.close()
 
 
-def read_run_recipe(out_dir: str) -> str | None:
-    """The recipe sha256 recorded in OUT/run.json, or None when there is none."""
+def _sync_filesystem(fd: int) -> None:
+    """Flush the filesystem holding `fd` (Linux syncfs); elsewhere every filesystem."""
+    syncfs = _libc_syncfs()
+    if syncfs is None or syncfs(fd) != 0:
+        os.sync()
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_syncfs() -> Any:
     try:
-        with open(os.path.join(out_dir, RUN_JSON), encoding="utf-8") as f:
-            return json.load(f).get("recipe_sha256")
-    except (OSError, ValueError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
         return None

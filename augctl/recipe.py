@@ -14,13 +14,14 @@ from typing import Any, Union
 import yaml
 
 from .errors import RecipeError
+from .limits import MAX_SEED, MAX_VARIANTS
 from .ops import REGISTRY
 from .ops.base import Color, ParamError
 from .pipeline import COMPOSE_KINDS, Compose, Node, Step
 
 RECIPE_VERSIONS = (1,)
 FORMATS = ("jpeg", "png", "webp", "same")
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # sorted
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 
 
@@ -116,9 +117,28 @@ def load_recipe(source: RecipeSource, *, name: str | None = None) -> Recipe:
     return parse_recipe(text, str(path))
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without aliases: `*name` can expand a few lines into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not supported in recipes; write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_recipe(text: str, name: str = "<recipe>") -> Recipe:
     """Parse YAML text into a Recipe; every error is a RecipeError naming where and what."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character in the text
+        pos = exc.position
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        what = f"not valid YAML: {exc.reason} (character {exc.character!r})"
+        raise RecipeError(what, file=name, line=line, column=col) from None
     try:
         return _Parser(name, loader).recipe(loader.get_single_node())
     except yaml.MarkedYAMLError as exc:
@@ -243,16 +263,16 @@ class _Parser:
         fields: dict[str, Any] = {"source": self.name}
         vnode = top["version"][1]
         version = self.value(vnode)
-        if version not in RECIPE_VERSIONS or isinstance(version, bool):
+        if type(version) is not int or version not in RECIPE_VERSIONS:
             supported = ", ".join(map(str, RECIPE_VERSIONS))
             raise self.fail(
                 vnode, "version", f"unsupported recipe version {version!r} (supported: {supported})"
             )
         fields["version"] = version
         if "seed" in top:
-            fields["seed"] = self.integer(top["seed"][1], "seed", 0, 2**63 - 1)
+            fields["seed"] = self.integer(top["seed"][1], "seed", 0, MAX_SEED)
         if "variants" in top:
-            fields["variants"] = self.integer(top["variants"][1], "variants", 0, 100_000)
+            fields["variants"] = self.integer(top["variants"][1], "variants", 0, MAX_VARIANTS)
         if "balance" in top and self.value(top["balance"][1]) is not None:
             if "variants" in top:
                 raise self.fail(
@@ -295,7 +315,7 @@ class _Parser:
                     f"expected a list like [.jpg, .png], got {self.describe(enode)}",
                 )
             norm = ["." + e.lower().lstrip(".") for e in exts]
-            out["extensions"] = tuple(dict.fromkeys(norm))
+            out["extensions"] = tuple(sorted(set(norm)))  # order carries no meaning
         if "max_pixels" in entries:
             out["max_pixels"] = self.integer(entries["max_pixels"][1], "input.max_pixels", 1)
         return out

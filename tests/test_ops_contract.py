@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -51,14 +52,25 @@ def test_params_are_json_native(name: str) -> None:
         assert json.loads(json.dumps(params)) == params
 
 
+def configs(name: str) -> list[dict]:
+    """The defaults, and the defaults with each boolean switched on (e.g. rotate's expand)."""
+    op = REGISTRY[name]
+    base = op.defaults()
+    flips = [{**base, k: True} for k, v in base.items() if v is False]
+    return [base, *flips]
+
+
+SIZES = ((61, 47), (1, 1), (2, 3), (31, 22))
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", OPS)
 def test_apply_is_pure_and_replayable(name: str, mode: str) -> None:
     op = REGISTRY[name]
-    image = photo(5, (61, 47), mode)
-    before = image.tobytes()
-    for seed in range(3):
-        params = sample(name, seed, image.size)
+    for size, config, seed in itertools.product(SIZES, configs(name), range(2)):
+        image = photo(5, size, mode)
+        before = image.tobytes()
+        params = op.sample(np.random.default_rng(seed), size, **config, **extra(name))
         out = op.apply(image, **params, **extra(name))
         assert isinstance(out, Image.Image) and out is not image
         assert image.tobytes() == before, "apply mutated its input"

@@ -126,22 +126,33 @@ def _sample_rotate(
 def _rotate_geometry(
     image_size: Size, *, angle: float, expand: bool = False, **_: Any
 ) -> tuple[Matrix, Size]:
-    # Mirrors PIL's Image.rotate (rounded cos/sin, ceil/floor canvas) so sizes agree exactly.
     w, h = image_size
     rad = math.radians(angle % 360.0)
     cos, sin = round(math.cos(rad), 15), round(math.sin(rad), 15)
     cx, cy = w / 2.0, h / 2.0
-    nw, nh = w, h
-    if expand:
-        xs, ys = [], []
-        for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
-            xs.append(cos * (x - cx) + sin * (y - cy))
-            ys.append(-sin * (x - cx) + cos * (y - cy))
-        nw = math.ceil(max(xs)) - math.floor(min(xs))
-        nh = math.ceil(max(ys)) - math.floor(min(ys))
-    ox, oy = nw / 2.0, nh / 2.0
-    matrix = (cos, sin, ox - cos * cx - sin * cy, -sin, cos, oy + sin * cx - cos * cy)
-    return matrix, (nw, nh)
+    matrix = (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy)
+    nw, nh = _pil_rotated_canvas(w, h, angle % 360.0) if expand else (w, h)
+    shift = ((nw - w) / 2.0, (nh - h) / 2.0)  # keep the centre at the centre
+    return (*matrix[:2], matrix[2] + shift[0], *matrix[3:5], matrix[5] + shift[1]), (nw, nh)
+
+
+def _pil_rotated_canvas(w: int, h: int, angle: float) -> Size:
+    """The canvas of PIL's `Image.rotate(expand=True)`, reproduced step by step (its
+    rounding of cos/sin and its ceil/floor of the corners in PIL's own frame), so that
+    sizes predicted while sampling equal the sizes `rotate` makes."""
+    if angle in (0.0, 180.0):
+        return w, h
+    if angle in (90.0, 270.0):
+        return h, w
+    rad = -math.radians(angle)
+    a, b = round(math.cos(rad), 15), round(math.sin(rad), 15)
+    d, e = round(-math.sin(rad), 15), round(math.cos(rad), 15)
+    cx, cy = w / 2, h / 2
+    c = a * -cx + b * -cy + cx
+    f = d * -cx + e * -cy + cy
+    xs = [a * x + b * y + c for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    ys = [d * x + e * y + f for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    return math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys))
 
 
 def _scaled_size(size: Size, factor: float) -> Size:

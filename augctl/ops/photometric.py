@@ -200,7 +200,7 @@ register(
     "posterize",
     family="photometric",
     apply=posterize,
-    params={"bits": Num([4, 8], "bits kept per value", lo=0, hi=8, integer=True)},
+    params={"bits": Num([4, 8], "bits kept per value", lo=1, hi=8, integer=True)},
 )
 register(
     "solarize",
