@@ -78,7 +78,7 @@ def preview(
     rec = load_recipe(recipe).replace(seed=seed)
     path = os.fspath(image_path)
     try:
-        data = images.read_source(path)
+        data = images.read_source(path, rec.max_pixels)
         image = images.decode(
             data, max_pixels=rec.max_pixels, keep_alpha=False, background=rec.background
         )

@@ -72,6 +72,9 @@ def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> 
     except OSError as exc:
         raise PlanError(f"cannot list input directory {root}: {exc.strerror or exc}") from None
     root_images = []
+    # IN and every folder above it count as ancestors, so a link such as cls/up -> ../..
+    # is a loop that is cut, not a way to pull the whole disk into a class.
+    above = _folder_and_parents(root)
     for entry in entries:
         if is_junk(entry.name):
             continue
@@ -82,7 +85,7 @@ def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> 
                 listing.warnings.append(f"class folder {entry.name!r} is not valid UTF-8; skipped")
                 continue
             cls = nfc(entry.name)
-            found = _walk_class(listing, entry.path, cls, cls, exts, skip_dir, set())
+            found = _walk_class(listing, entry.path, cls, cls, exts, skip_dir, above)
             listing.classes.append(cls)
             if not found:
                 listing.warnings.append(
@@ -99,6 +102,21 @@ def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> 
     listing.skipped.sort(key=lambda s: s.rel)
     listing.classes.sort()
     return listing
+
+
+def _folder_and_parents(path: str) -> set[tuple[int, int]]:
+    keys = set()
+    current = os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(current)
+            keys.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+        parent = os.path.dirname(current)
+        if parent == current:
+            return keys
+        current = parent
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -151,7 +169,8 @@ def _walk_class(
         except OSError:
             is_file = False
         if not is_file:
-            reason = "broken symbolic link" if entry.is_symlink() else "not a regular file"
+            broken = entry.is_symlink() and not os.path.exists(entry.path)
+            reason = "broken symbolic link" if broken else "not a regular file"
             listing.skipped.append(Skipped(child_rel, cls, reason))
             continue
         listing.sources.append(Source(path=entry.path, rel=child_rel, cls=cls))

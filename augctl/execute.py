@@ -75,7 +75,7 @@ class Loaded:
 
 def load_source(path: str, recipe: Recipe, fmt: str) -> Loaded:
     """Decode a source as every variant of it sees it."""
-    data = images.read_source(path)
+    data = images.read_source(path, recipe.max_pixels)
     keep_alpha = images.keeps_alpha(fmt)
     image = images.decode(
         data, max_pixels=recipe.max_pixels, keep_alpha=keep_alpha, background=recipe.background
@@ -119,7 +119,7 @@ def render(
 
 @functools.lru_cache(maxsize=16)  # per worker: a partner is not decoded again and again
 def _decoded_partner(path: str, max_pixels: int, keep_alpha: bool, background: Any) -> Image.Image:
-    data = images.read_source(path)
+    data = images.read_source(path, max_pixels)
     return images.decode(data, max_pixels=max_pixels, keep_alpha=keep_alpha, background=background)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,44 +53,79 @@ def keeps_alpha(fmt: str) -> bool:
     return (FORMATS.get(fmt) or _EXTRA[fmt])[2]
 
 
-def read_source(path: str) -> bytes:
-    """The bytes of a source file, with a readable reason when it can't be read."""
+def read_source(path: str, max_pixels: int | None = None) -> bytes:
+    """The bytes of a source file, after checking from its header alone that it is an
+    image of at most `max_pixels` (so a huge non-image is never read into memory)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # O_NONBLOCK: a file swapped for a FIFO after the walk must not block the worker.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
-    if not data:
-        raise SourceError("empty file (0 bytes)")
-    return data
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError("not a regular file")
+        if st.st_size == 0:
+            raise SourceError("empty file (0 bytes)")
+        if max_pixels is not None:
+            head = f.read(64)
+            f.seek(0)
+            try:
+                with _pixel_limit_lifted():
+                    _check_size(Image.open(f), max_pixels)
+            except SourceError:
+                raise
+            except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError...
+                raise SourceError(_reason(exc, head)) from None
+            f.seek(0)
+        try:
+            return f.read()
+        except OSError as exc:
+            raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _pixel_limit_lifted() -> Iterator[None]:
+    """Let input.max_pixels, not Pillow's fixed global limit, decide what is too large."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    w, h = image.size
+    if w * h > max_pixels:
+        raise SourceError(
+            f"image is {w}x{h} = {w * h:,} pixels, more than input.max_pixels ({max_pixels:,})"
+        )
+
+
+def _reason(exc: Exception, head: bytes) -> str:
+    """Why Pillow could not open or decode a file, in words a person can act on."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        kind = _signature(head)
+        if kind:
+            return f"corrupt or truncated image data (a {kind} header, but undecodable)"
+        return "not an image (Pillow cannot identify its format)"
+    return f"corrupt or truncated image data: {exc}"
 
 
 def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 255) -> Image.Image:
     """Decode an image: first frame, EXIF orientation applied, mode L/LA/RGB/RGBA."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DecompressionBombWarning: we check sizes ourselves
+        with _pixel_limit_lifted():
             image = Image.open(io.BytesIO(data))
-            w, h = image.size
-            if w * h > max_pixels:
-                raise SourceError(
-                    f"image is {w}x{h} = {w * h:,} pixels, "
-                    f"more than input.max_pixels ({max_pixels:,})"
-                )
+            _check_size(image, max_pixels)
             image.load()
     except SourceError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise SourceError(f"refused as a decompression bomb: {exc}") from None
-    except Image.UnidentifiedImageError:
-        kind = _signature(data)
-        if kind:
-            raise SourceError(
-                f"corrupt or truncated image data (a {kind} header, but undecodable)"
-            ) from None
-        raise SourceError("not an image (Pillow cannot identify its format)") from None
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
-        raise SourceError(f"corrupt or truncated image data: {exc}") from None
+        raise SourceError(_reason(exc, data[:64])) from None
     image = _upright(image)
     image = _normalize_mode(image)
     if image.mode in ("LA", "RGBA") and not keep_alpha:
