@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .dataset import Listing, Source
@@ -138,10 +138,9 @@ def _env_int(env: Mapping[str, str], name: str) -> int:
     return int(value)
 
 
-def listing_sha256(listing: Listing) -> str:
-    """A hash of the sorted input listing: sources and skipped files, by relative path."""
-    lines = [f"source\t{s.rel}\n" for s in listing.sources]
-    lines += [f"skipped\t{s.rel}\n" for s in listing.skipped]
+def listing_sha256(sources: Iterable[str], skipped: Iterable[str] = ()) -> str:
+    """A hash of a sorted input listing: the relative paths of its sources and skipped files."""
+    lines = [f"source\t{rel}\n" for rel in sources] + [f"skipped\t{rel}\n" for rel in skipped]
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
@@ -165,12 +164,8 @@ def variant_indices(recipe: Recipe, count: int) -> list[int]:
     return ([0] if recipe.include_originals else []) + list(range(1, count + 1))
 
 
-def make_plan(listing: Listing, recipe: Recipe, shard: Shard | None = None) -> list[Task]:
-    """One task per source with its variants, names proven collision-free.
-
-    The plan is made from the whole listing (balancing, the collision check) and only
-    then reduced to `shard`, so every shard agrees with an unsharded run.
-    """
+def make_plan(listing: Listing, recipe: Recipe) -> list[Task]:
+    """One task per source with its variants, names proven collision-free."""
     counts = _augmented_counts(listing.sources, recipe)
     tasks = []
     seen: dict[str, str] = {}
@@ -188,7 +183,7 @@ def make_plan(listing: Listing, recipe: Recipe, shard: Shard | None = None) -> l
                 )
             seen[key] = source.rel
             variants.append(Variant(index, variant_seed(recipe.seed, source.rel, index), out_rel))
-        if variants and (shard is None or shard.owns(source.rel)):
+        if variants:
             tasks.append(Task(source=source, fmt=fmt, variants=tuple(variants)))
     return tasks
 
