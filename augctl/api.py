@@ -147,7 +147,9 @@ def expand(
         ),
     )
     with _output_errors(output_dir):
-        owned = None if part is None else {v.out_rel for t in tasks for v in t.variants}
+        owned = None  # the files of this run: all of OUT, or a shard's own
+        if part is not None:
+            owned = {v.out_rel for t in tasks for v in t.variants} | set(files.names())
         done = _prepare_output(
             out_dir, rec, overwrite, files, owned, listing.classes if part else ()
         )
@@ -196,6 +198,8 @@ def expand(
             status="complete", rows=len(rows), errors=len(errors), summary=summary.to_dict()
         )
         manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
+        # A worker killed while writing (OOM, a lost Dask worker) left its temporary file.
+        _remove_temp_files(out_dir, owned)
         if files.working != files.manifest:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, files.working))
@@ -508,7 +512,7 @@ def _prepare_output(
 ) -> set[str]:
     """Create or reopen OUT; returns the outputs already recorded by a run of this recipe.
 
-    `owned` (a shard's planned outputs) limits the clean-up of temporary files to this
+    `owned` (a shard's outputs and files) limits the clean-up of temporary files to this
     run's own; `shared` names folders other shards may have created in OUT already.
     """
     try:
@@ -551,7 +555,7 @@ def _prepare_output(
             )
         _remove_listed(out_dir, rows, files)
         rows = []
-    _remove_temp_files(out_dir, None if owned is None else owned | set(files.names()))
+    _remove_temp_files(out_dir, owned)
     return {
         r["output_path"] for r in rows if os.path.isfile(os.path.join(out_dir, r["output_path"]))
     }
