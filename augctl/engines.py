@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import signal
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable
 
@@ -48,6 +49,13 @@ def _import_distributed() -> Any:
     except ImportError:
         raise UsageError(INSTALL_DASK) from None
     return distributed
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the workers of the LocalCluster augctl starts: Ctrl-C is the parent's."""
+    # Without this, a Ctrl-C in the terminal also reaches the workers, which die printing
+    # tracebacks while the parent is still shutting the cluster down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_batch(job: Job, tasks: Sequence[Task], version: str) -> list[Result]:
@@ -95,6 +103,7 @@ def run_dask(
                     host="127.0.0.1",
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
+                    preload=[__name__],  # runs dask_setup in each worker
                 )
                 client = distributed.Client(cluster)
         except (OSError, TimeoutError, ValueError) as exc:
