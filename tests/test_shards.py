@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SMALL_RECIPE, make_tree, output_files, read_manifest
+from conftest import REPO, SMALL_RECIPE, make_tree, output_files, read_manifest
 
 from augctl import UsageError
 from augctl.cli import main
@@ -105,6 +105,31 @@ def test_shards_merge_to_the_unsharded_run(job, tmp_path: Path, count: int) -> N
     assert cli("merge", out).exit_code == 0
     assert bookkeeping(out) == bookkeeping(reference)
     assert output_files(out) == output_files(reference)
+
+
+def test_shards_on_separate_machines_copied_together(job, tmp_path: Path) -> None:
+    # The README's CI matrix: each job has its own OUT; the last one gathers and merges them.
+    src, recipe, reference = job
+    gathered = tmp_path / "gathered"
+    for k in (0, 1):
+        own = tmp_path / f"machine{k}"
+        assert (
+            cli("expand", "-r", recipe, src, own, "--shard", f"{k}/2", "-j1", "-q").exit_code == 0
+        )
+        shutil.copytree(own, gathered, dirs_exist_ok=True)
+    assert cli("merge", gathered).exit_code == 0
+    assert cli("verify", gathered).exit_code == 0
+    assert output_files(gathered) == output_files(reference)
+    assert bookkeeping(gathered) == bookkeeping(reference)
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    install = next(line for line in ci.splitlines() if "pip install" in line and "'." in line)
+    extras = install.split()[-1]
+    assert f"pip install {extras} && python -m pytest -q" in readme
+    assert ci.rstrip().endswith("python -m pytest -q")
 
 
 @pytest.fixture(scope="module")
