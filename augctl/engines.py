@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import signal
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable
@@ -38,6 +39,12 @@ def get_executor(
     if name == "dask":
         if scheduler and scheduler_file:
             raise UsageError("give a Dask scheduler address or a scheduler file, not both")
+        if scheduler_file and not os.path.isfile(scheduler_file):
+            # distributed would wait for it forever
+            raise UsageError(
+                f"Dask scheduler file {scheduler_file} does not exist; start the scheduler "
+                f"first: dask scheduler --scheduler-file {scheduler_file}"
+            )
         _import_distributed()  # fail before any file is written when the extra is missing
         return functools.partial(run_dask, scheduler=scheduler, scheduler_file=scheduler_file)
     raise UsageError(f"unknown executor {name!r}; expected one of: {', '.join(EXECUTORS)}")

@@ -50,6 +50,15 @@ def test_scheduler_options_need_the_dask_executor(
         2,
         "augctl: error: --scheduler and --scheduler-file go with --executor dask\n",
     )
+    result = CliRunner().invoke(
+        main, [*args, "--executor", "dask", "--scheduler-file", str(tmp_path / "s.json")]
+    )
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"augctl: error: Dask scheduler file {tmp_path}/s.json does not exist; start the "
+        f"scheduler first: dask scheduler --scheduler-file {tmp_path}/s.json\n",
+    )
+    assert not (tmp_path / "out").exists()
     assert get_executor("local") is run_local
     with pytest.raises(augctl.UsageError, match="unknown executor 'ray'"):
         get_executor("ray")

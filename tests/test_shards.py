@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, SMALL_RECIPE, make_tree, output_files, read_manifest
 
-from augctl import UsageError
+from augctl import UsageError, api
 from augctl.cli import main
 from augctl.plan import Shard, shard_from_env, shard_of
 
@@ -529,6 +529,16 @@ def test_dry_run_writes_nothing_and_counts_per_class(
         "fox/gone.jpg",
     ]
     assert not out.exists()
+
+
+def test_dry_run_estimates_large_inputs_from_a_sample(
+    tree: Path, recipe_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "ESTIMATE_SAMPLE", 2)
+    plan = api.describe_plan(tree, recipe_file)
+    assert plan.estimate["sources_read"] == 2  # of 7
+    assert (plan.sources, plan.outputs) == (7, 21)
+    assert plan.estimate["output_pixels"] == {"jpeg": 21 * 32 * 32}  # all alike: scales exactly
 
 
 def test_dry_run_sizes_follow_exif_orientation(tmp_path: Path) -> None:
