@@ -67,13 +67,8 @@ def dask_setup(worker: Any) -> None:
 
 def run_batch(job: Job, tasks: Sequence[Task], version: str) -> list[Result]:
     """Run a batch of tasks in a Dask worker (never raises for a bad source)."""
-    if version != __version__:
-        # A worker with another augctl could write different bytes: refuse the batch.
-        error = (
-            f"a Dask worker runs augctl {__version__}, this process {version}; "
-            "install the same version everywhere"
-        )
-        return [Result(task, error=error, fatal=True) for task in tasks]
+    if version != __version__:  # another augctl could write other bytes
+        raise RuntimeError(f"this Dask worker runs augctl {__version__}, the client {version}")
     return [run_task(job, task) for task in tasks]
 
 
@@ -101,7 +96,9 @@ def run_dask(
     try:
         try:
             if scheduler or scheduler_file:
-                client = distributed.Client(scheduler, scheduler_file=scheduler_file, timeout=30)
+                client = distributed.Client(
+                    scheduler, scheduler_file=scheduler_file, timeout=30, set_as_default=False
+                )
             else:
                 cluster = distributed.LocalCluster(
                     n_workers=workers,
@@ -112,14 +109,13 @@ def run_dask(
                     silence_logs=logging.ERROR,
                     preload=[__name__],  # runs dask_setup in each worker
                 )
-                client = distributed.Client(cluster)
+                client = distributed.Client(cluster, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             where = scheduler or scheduler_file or "a local cluster"
             raise EngineError(
                 f"cannot start or reach the Dask scheduler ({where}): {exc}"
             ) from None
-        slots = max(1, sum(client.nthreads().values()))
-        yield from _stream(distributed, client, job, todo, slots, batch_size)
+        yield from _stream(distributed, client, job, todo, batch_size)
     finally:
         if client is not None:
             client.close()
@@ -132,17 +128,21 @@ def _stream(
     client: Any,
     job: Job,
     todo: list[Task],
-    slots: int,
     batch_size: int,
 ) -> Iterator[Result]:
     """Submit batches (a bounded number in flight) and yield their results as they finish."""
+
+    def slots() -> int:  # worker threads now: workers may join (or leave) during the run
+        return max(1, sum(client.nthreads().values()))
+
     # Smaller batches when there is little work, so every worker gets some.
-    size = max(1, min(batch_size, math.ceil(len(todo) / (slots * 4))))
+    size = max(1, min(batch_size, math.ceil(len(todo) / (slots() * 4))))
     batches: Iterator[Sequence[Task]] = (todo[i : i + size] for i in range(0, len(todo), size))
     retry: list[Sequence[Task]] = []
-    window = 2 * slots
     running: dict[Any, Sequence[Task]] = {}
-    stream = distributed.as_completed()
+    # Our client's loop, explicitly: as_completed() would take the default client's, which
+    # is the caller's own when it has one (a notebook, a test).
+    stream = distributed.as_completed(loop=client.loop)
 
     def submit() -> bool:
         batch = retry.pop() if retry else next(batches, None)
@@ -154,6 +154,7 @@ def _stream(
         return True
 
     try:
+        window = 2 * slots()
         while len(running) < window and submit():
             pass
         for future in stream:
@@ -162,6 +163,7 @@ def _stream(
                 yield from future.result()
             else:
                 yield from _failed(distributed, future, batch, retry)
+            window = 2 * slots()
             while len(running) < window and submit():
                 pass
     finally:
