@@ -143,3 +143,64 @@ def test_a_killed_dask_worker_changes_nothing(distributed, job, tmp_path: Path) 
     assert len(before - after) == 1  # one worker process really died (and was replaced)
     assert (summary.written, summary.skipped) == (72, 1)
     same_as(tmp_path / "out", local)
+
+
+def test_a_source_that_kills_every_dask_worker_is_an_error(
+    distributed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    src = make_tree(tmp_path / "in", {"a": 6, "b": 6})
+    marker = b"augctl-kill-the-worker"
+    with open(src / "a" / "img_2.jpg", "ab") as f:
+        f.write(marker)  # trailing bytes after the JPEG end: still a valid image
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    local = tmp_path / "local"
+    augctl.expand(src, local, recipe, workers=1)
+
+    class DieOnMarker(distributed.WorkerPlugin):  # local: cloudpickle ships it by value
+        def setup(self, worker: Any) -> None:
+            import PIL.Image
+
+            original = PIL.Image.open
+
+            def open_or_die(fp: Any, *args: Any, **kwargs: Any) -> Any:
+                data = fp.getvalue() if hasattr(fp, "getvalue") else b""
+                if marker in data[-64:]:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return original(fp, *args, **kwargs)
+
+            PIL.Image.open = open_or_die
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = start_cluster(distributed)
+    with cluster, distributed.Client(cluster) as client:
+        client.register_plugin(DieOnMarker(), name="die-on-marker")
+        summary = augctl.expand(
+            src, tmp_path / "out", recipe, executor="dask", scheduler=cluster.scheduler_address
+        )
+        assert (summary.written, summary.skipped) == (33, 1)
+        errors = (tmp_path / "out" / "errors.csv").read_bytes().decode()
+        assert errors == (
+            "source_path,class,reason\r\n"
+            "a/img_2.jpg,a,a Dask worker process died each time it processed this image\r\n"
+        )
+        kept = {k: v for k, v in output_files(local).items() if "img_2_jpg" not in k or k[0] != "a"}
+        assert output_files(tmp_path / "out") == kept
+
+        from augctl import engines
+
+        monkeypatch.setattr(engines, "__version__", "9.9.9")  # this process only, not the workers
+        with pytest.raises(augctl.EngineError) as exc:
+            augctl.expand(
+                src,
+                tmp_path / "other",
+                recipe,
+                executor="dask",
+                scheduler=cluster.scheduler_address,
+            )
+    assert str(exc.value).startswith(
+        "a Dask task failed: RuntimeError: this Dask worker runs augctl 0.1.0, the client 9.9.9 "
+        "(every worker needs the same augctl installed"
+    )
