@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import EngineError, UsageError
-from .execute import Job, Result, run_local, run_task
+from .execute import Job, Result, _unimportable_main_hidden, run_local, run_task
 from .plan import Task
 
 Executor = Callable[[Job, Iterable[Task], int], Iterator[Result]]
@@ -92,6 +92,22 @@ def run_dask(
     todo = list(tasks)
     if not todo:
         return
+    # Our LocalCluster's workers are spawned (and re-spawned after a crash) like the pool's.
+    with _unimportable_main_hidden():
+        yield from _run_on_cluster(
+            distributed, job, todo, workers, scheduler, scheduler_file, batch_size
+        )
+
+
+def _run_on_cluster(
+    distributed: Any,
+    job: Job,
+    todo: list[Task],
+    workers: int,
+    scheduler: str | None,
+    scheduler_file: str | None,
+    batch_size: int,
+) -> Iterator[Result]:
     cluster = client = None
     try:
         try:
@@ -110,7 +126,7 @@ def run_dask(
                     preload=[__name__],  # runs dask_setup in each worker
                 )
                 client = distributed.Client(cluster, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError, RuntimeError) as exc:
             where = scheduler or scheduler_file or "a local cluster"
             raise EngineError(
                 f"cannot start or reach the Dask scheduler ({where}): {exc}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,22 @@ def test_dask_without_a_scheduler_starts_its_own_local_cluster(
     )
     assert result.exit_code == 0, result.output
     same_as(tmp_path / "out", local)
+
+
+def test_dask_from_a_script_on_stdin(distributed, job, tmp_path: Path) -> None:
+    # The LocalCluster's workers are spawned too; a script read from stdin has no file.
+    src, recipe, local = job
+    out = tmp_path / "out"
+    script = (
+        "import augctl\n"
+        f"print(augctl.expand({str(src)!r}, {str(out)!r}, {str(recipe)!r}, executor='dask', workers=2).written)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "72"
+    same_as(out, local)
 
 
 def kill_once_plugin(distributed: Any, flag: str) -> Any:
