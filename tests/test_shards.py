@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, SMALL_RECIPE, make_tree, output_files, read_manifest
+from conftest import REPO, SMALL_RECIPE, augctl_cmd, make_tree, output_files, read_manifest
 
 from augctl import UsageError, api
 from augctl.cli import main
@@ -53,8 +52,7 @@ def run_shards(src: Path, recipe: Path, out: Path, count: int) -> None:
     """Shards 0..count-1 as separate processes, all at once, into one OUT."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "augctl", "expand", "-r", str(recipe), str(src), str(out)]
-            + ["--shard", f"{k}/{count}", "-j1", "-q"],
+            augctl_cmd("expand", "-r", recipe, src, out, "--shard", f"{k}/{count}", "-j1", "-q"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -280,12 +278,14 @@ seed: 11
 balance: {target_per_class: 7}
 include_originals: true
 pipeline:
-  - rotate: {degrees: [-20, 20]}
-  - random_resized_crop: {size: [24, 24], scale: [0.5, 1.0]}
+  - rotate: {degrees: [-20, 20], expand: true}
+  - mixup: {alpha: 0.4, p: 0.6}
+  - random_resized_crop: {size: [24, 24], scale: [0.5, 1.0], p: 0.5}
 """
 
 
-def test_balancing_is_the_same_sharded(tmp_path: Path) -> None:
+def test_balancing_and_mixing_are_the_same_sharded(tmp_path: Path) -> None:
+    # Both are whole-dataset decisions: variants per source, partners drawn from the class.
     src = make_tree(tmp_path / "in", {"a": 5, "b": 2, "c": 3})
     recipe = tmp_path / "r.yaml"
     recipe.write_text(BALANCED)
@@ -295,6 +295,13 @@ def test_balancing_is_the_same_sharded(tmp_path: Path) -> None:
     for r in read_manifest(whole):
         counts[r["class"]] = counts.get(r["class"], 0) + 1
     assert counts == {"a": 7, "b": 7, "c": 7}
+    assert any(
+        json.loads(r["ops"])[1:2] and json.loads(r["ops"])[1]["op"] == "mixup"
+        for r in read_manifest(whole)
+    )
+    plan = json.loads(cli("expand", "-r", recipe, src, whole, "--dry-run", "--json").stdout)
+    pixels = sum(int(r["width"]) * int(r["height"]) for r in read_manifest(whole))
+    assert plan["estimate"]["output_pixels"] == {"jpeg": pixels}  # sizes sampled, not guessed
     out = tmp_path / "sharded"
     for k in range(3):
         assert (
