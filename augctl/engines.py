@@ -108,6 +108,7 @@ def _run_on_cluster(
     scheduler_file: str | None,
     batch_size: int,
 ) -> Iterator[Result]:
+    """Connect to the scheduler (or start a LocalCluster), stream the batches, close."""
     cluster = client = None
     try:
         try:
