@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "expand": "augctl.api",
     "Summary": "augctl.api",
+    "describe_plan": "augctl.api",
+    "PlanSummary": "augctl.api",
+    "merge": "augctl.shards",
+    "MergeSummary": "augctl.shards",
     "load_recipe": "augctl.recipe",
     "Recipe": "augctl.recipe",
     "verify": "augctl.audit",
@@ -19,6 +23,8 @@ _LAZY = {
 
 from .errors import (  # noqa: E402
     AugctlError,
+    EngineError,
+    MergeError,
     OutputError,
     PlanError,
     RecipeError,
@@ -28,16 +34,22 @@ from .errors import (  # noqa: E402
 
 __all__ = [
     "AugctlError",
+    "EngineError",
+    "MergeError",
+    "MergeSummary",
     "OutputError",
     "PlanError",
+    "PlanSummary",
     "Recipe",
     "RecipeError",
     "SourceError",
     "Summary",
     "UsageError",
     "__version__",
+    "describe_plan",
     "expand",
     "load_recipe",
+    "merge",
     "preview",
     "replay",
     "verify",

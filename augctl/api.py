@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
-from . import __version__, dataset, manifest
+from . import __version__, dataset, manifest, pipeline
+from .dataset import Listing, Skipped
+from .engines import Executor, get_executor
 from .errors import OutputError, SourceError, UsageError
-from .execute import Job, Result, default_workers, run_local
-from .images import TEMP_SUFFIX
+from .execute import Job, Result, default_workers, rng_for
+from .images import TEMP_SUFFIX, probe
 from .limits import MAX_SEED, MAX_VARIANTS
+from .ops import REGISTRY
+from .ops.base import Partners
 from .pipeline import Step, walk_steps
-from .plan import Task, make_plan
+from .plan import Shard, Task, Variant, listing_sha256, make_plan, parse_shard
 from .recipe import Recipe, RecipeSource, load_recipe
 
 Progress = Callable[[int, int], None]
+ShardSpec = Union[Shard, str, None]
+
+# Rough encoded bytes per output pixel of colour photos, by format (JPEG/WebP at quality 90),
+# for the --dry-run size estimate. Flat graphics compress far better, noise far worse.
+BYTES_PER_PIXEL = {
+    "jpeg": 0.4,
+    "webp": 0.3,
+    "png": 2.0,
+    "gif": 1.0,
+    "bmp": 3.0,
+    "tiff": 3.0,
+}
+# Beyond this many sources, the size estimate reads the headers of an evenly spaced sample.
+ESTIMATE_SAMPLE = 1000
 
 
 @dataclass
@@ -29,6 +48,7 @@ class Summary:
     input_dir: str
     output_dir: str
     recipe_sha256: str
+    shard: str | None = None
     sources: int = 0
     classes: int = 0
     planned: int = 0
@@ -70,6 +90,10 @@ def expand(
     allow_split_dirs: bool = False,
     progress: Progress | None = None,
     command: list[str] | None = None,
+    shard: ShardSpec = None,
+    executor: str | Executor = "local",
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
 ) -> Summary:
     """Write augmented variants of every image under `input_dir` into `output_dir`.
 
@@ -79,15 +103,150 @@ def expand(
     first one stops the run with SourceError instead. `only` restricts the run to some
     files of `input_dir` (paths inside it, or relative to it) with the same seeds and
     names as a full run.
+
+    With `shard` ("K/N" or a Shard) only the sources of shard K of N are done, and the
+    run's files are manifest-K-of-N.csv, errors-K-of-N.csv and run-K-of-N.json, so N
+    shards can share one output directory; `merge` joins them. `executor` is "local"
+    (a process pool), "dask" (with `scheduler` address or `scheduler_file`, or a local
+    cluster) or an Executor function.
     """
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise UsageError(f"workers must be a positive integer, not {workers!r}")
+    run = (
+        executor
+        if callable(executor)
+        else get_executor(executor, scheduler=scheduler, scheduler_file=scheduler_file)
+    )
+    started = time.monotonic()
+    part = _as_shard(shard)
+    rec, listing, tasks, skipped, identity = _plan(
+        input_dir,
+        output_dir,
+        recipe,
+        variants=variants,
+        seed=seed,
+        include_originals=include_originals,
+        only=only,
+        allow_split_dirs=allow_split_dirs,
+        shard=part,
+    )
+    in_dir, out_dir = os.path.abspath(input_dir), os.path.abspath(output_dir)
+    if on_error == "fail" and skipped:
+        raise SourceError(f"{skipped[0].rel}: {skipped[0].reason}")
+    files = manifest.RunFiles.for_shard(part.suffix if part else None)
+    summary = Summary(
+        input_dir=str(input_dir),
+        output_dir=str(output_dir),
+        recipe_sha256=rec.sha256,
+        shard=str(part) if part else None,
+        sources=sum(1 for s in listing.sources if _in(part, s.rel)),
+        classes=len(listing.classes),
+        planned=sum(len(t.variants) for t in tasks),
+        warnings=list(listing.warnings),
+        sources_per_class=dict(
+            sorted(Counter(s.cls for s in listing.sources if _in(part, s.rel)).items())
+        ),
+    )
+    with _output_errors(output_dir):
+        owned = None  # the files of this run: all of OUT, or a shard's own
+        if part is not None:
+            owned = {v.out_rel for t in tasks for v in t.variants} | set(files.names())
+        done, old_errors = _prepare_output(
+            out_dir, in_dir, rec, overwrite, files, owned, listing.classes if part else ()
+        )
+        run_info = {
+            "augctl_version": __version__,
+            "status": "running",
+            "command": command,
+            "recipe_sha256": rec.sha256,
+            "recipe": rec.to_dict(),
+            "listing_sha256": identity,
+            "shard": part.index if part else None,
+            "shards": part.count if part else None,
+            "input_dir": str(input_dir),
+            "input_root": in_dir,
+        }
+        # The run file goes first: a shard starting beside this one then sees whose
+        # class folders these are.
+        manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
+        for cls in {t.source.cls for t in tasks}:
+            os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
+        writer = manifest.ManifestWriter(os.path.join(out_dir, files.working))
+    pending = _pending(tasks, done)
+    summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
+    errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
+    # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
+    walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
+    this_run = {t.source.rel for t in tasks} | {s.rel for s in skipped}
+    errors += [
+        e
+        for e in old_errors
+        if e["source_path"] in walked - this_run and _in(part, e["source_path"])
+    ]
+    job = Job(
+        recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
+    )
+    try:
+        # closing(): on an early stop the workers are stopped now, not at interpreter exit.
+        with contextlib.closing(run(job, pending, workers or default_workers())) as results:
+            _collect(results, len(pending), writer, errors, summary, on_error, progress)
+    finally:
+        with _output_errors(output_dir):
+            writer.close()
+            errors.sort(key=lambda e: e["source_path"])
+            if part is None:  # a shard writes its errors part only once it is complete
+                _write_errors(out_dir, files, errors)
+    with _output_errors(output_dir):
+        rows = _final_rows(out_dir, files)
+        manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)
+        if part is not None:
+            _write_errors(out_dir, files, errors)
+        summary.skipped = len(errors)
+        summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
+        summary.seconds = time.monotonic() - started
+        run_info.update(
+            status="complete", rows=len(rows), errors=len(errors), summary=summary.to_dict()
+        )
+        manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
+        # A worker killed while writing (OOM, a lost Dask worker) left its temporary file.
+        _remove_temp_files(out_dir, owned)
+        if files.working != files.manifest:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out_dir, files.working))
+    return summary
+
+
+def _as_shard(shard: ShardSpec) -> Shard | None:
+    return parse_shard(shard) if isinstance(shard, str) else shard
+
+
+def _in(shard: Shard | None, rel: str) -> bool:
+    return shard is None or shard.owns(rel)
+
+
+def _plan(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike | None,
+    recipe: RecipeSource,
+    *,
+    variants: int | None,
+    seed: int | None,
+    include_originals: bool | None,
+    only: Iterable[str] | None,
+    allow_split_dirs: bool,
+    shard: Shard | None,
+) -> tuple[Recipe, Listing, list[Task], list[Skipped], str]:
+    """Recipe, whole listing, this run's tasks and skipped files, and the plan's identity.
+
+    The plan is made from the whole listing (balancing, mixing partners, the name check),
+    then reduced to the `only` files and to `shard`, so every shard agrees with a single
+    run. The identity hashes the whole plan's source list: the same in every shard.
+    """
     for name, value, hi in (("variants", variants, MAX_VARIANTS), ("seed", seed, MAX_SEED)):
         if value is not None and not (isinstance(value, int) and 0 <= value <= hi):
             raise UsageError(f"{name} must be an integer from 0 to {hi}, not {value!r}")
-    if workers is not None and not (isinstance(workers, int) and workers >= 1):
-        raise UsageError(f"workers must be a positive integer, not {workers!r}")
-    started = time.monotonic()
     rec = load_recipe(recipe).replace(
         variants=variants, seed=seed, include_originals=include_originals
     )
@@ -97,7 +256,8 @@ def expand(
         raise UsageError(
             "the recipe would write no images: variants is 0 and include_originals is false"
         )
-    in_dir, out_dir = os.path.abspath(input_dir), os.path.abspath(output_dir)
+    in_dir = os.path.abspath(input_dir)
+    out_dir = None if output_dir is None else os.path.abspath(output_dir)
     _check_dirs(in_dir, out_dir)
     listing = dataset.walk(in_dir, rec.extensions, exclude=out_dir)
     if not listing.classes:
@@ -112,67 +272,125 @@ def expand(
         raise UsageError(
             f"class folder '{reserved[0]}' has the name of a file augctl writes in OUT; rename it"
         )
-    tasks = make_plan(listing, rec)
-    walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
+    tasks, skipped = make_plan(listing, rec), list(listing.skipped)
     if only is not None:
-        tasks, listing.skipped = _select(tasks, listing.skipped, in_dir, only)
-    if on_error == "fail" and listing.skipped:
-        bad = listing.skipped[0]
-        raise SourceError(f"{bad.rel}: {bad.reason}")
-    summary = Summary(
+        tasks, skipped = _select(tasks, skipped, in_dir, only)
+    identity = listing_sha256([t.source.rel for t in tasks], [s.rel for s in skipped])
+    tasks = [t for t in tasks if _in(shard, t.source.rel)]
+    skipped = [s for s in skipped if _in(shard, s.rel)]
+    return rec, listing, tasks, skipped, identity
+
+
+def _write_errors(out_dir: str, files: manifest.RunFiles, errors: list[dict[str, str]]) -> None:
+    manifest.write_csv(os.path.join(out_dir, files.errors), errors, manifest.ERROR_COLUMNS)
+
+
+@dataclass
+class PlanSummary:
+    """What a run would do (`--dry-run`): counts per class, skipped files, estimated size."""
+
+    input_dir: str
+    recipe_sha256: str
+    listing_sha256: str
+    shard: str | None
+    sources: int = 0
+    outputs: int = 0
+    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    estimated_bytes: int = 0
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the plan."""
+        return asdict(self)
+
+
+def describe_plan(
+    input_dir: str | os.PathLike,
+    recipe: RecipeSource,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    variants: int | None = None,
+    seed: int | None = None,
+    include_originals: bool | None = None,
+    only: Iterable[str] | None = None,
+    allow_split_dirs: bool = False,
+    shard: ShardSpec = None,
+) -> PlanSummary:
+    """What `expand` would do, without writing anything: the plan and its estimated size.
+
+    The size is estimated as output pixels x a per-format constant (BYTES_PER_PIXEL); the
+    output sizes come from each source's header and the variant's sampled ops, for every
+    source, or an evenly spaced sample of ESTIMATE_SAMPLE sources scaled up.
+    """
+    part = _as_shard(shard)
+    rec, listing, tasks, skipped, identity = _plan(
+        input_dir,
+        output_dir,
+        recipe,
+        variants=variants,
+        seed=seed,
+        include_originals=include_originals,
+        only=only,
+        allow_split_dirs=allow_split_dirs,
+        shard=part,
+    )
+    in_dir = os.path.abspath(input_dir)
+    job = Job(recipe=rec, input_dir=in_dir, output_dir="", classes=_mixing_classes(rec, listing))
+    plan = PlanSummary(
         input_dir=str(input_dir),
-        output_dir=str(output_dir),
         recipe_sha256=rec.sha256,
-        sources=len(listing.sources),
-        classes=len(listing.classes),
-        planned=sum(len(t.variants) for t in tasks),
+        listing_sha256=identity,
+        shard=str(part) if part else None,
         warnings=list(listing.warnings),
-        sources_per_class=dict(sorted(Counter(s.cls for s in listing.sources).items())),
     )
-    with _output_errors(output_dir):
-        done, old_errors = _prepare_output(out_dir, in_dir, rec, overwrite)
-        for cls in {t.source.cls for t in tasks}:
-            os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
-        run_info = {
-            "augctl_version": __version__,
-            "status": "running",
-            "command": command,
-            "recipe_sha256": rec.sha256,
-            "recipe": rec.to_dict(),
-            "input_dir": str(input_dir),
-            "input_root": in_dir,
-        }
-        manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
-        writer = manifest.ManifestWriter(os.path.join(out_dir, manifest.MANIFEST))
-    pending = _pending(tasks, done)
-    summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
-    errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in listing.skipped]
-    # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
-    this_run = {t.source.rel for t in tasks} | {s.rel for s in listing.skipped}
-    errors += [e for e in old_errors if e["source_path"] in walked - this_run]
-    job = Job(
-        recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
-    )
-    try:
-        # closing(): on an early stop the pool is torn down now, not at interpreter exit.
-        with contextlib.closing(run_local(job, pending, workers or default_workers())) as results:
-            _collect(results, len(pending), writer, errors, summary, on_error, progress)
-    finally:
-        with _output_errors(output_dir):
-            writer.close()
-            errors.sort(key=lambda e: e["source_path"])
-            manifest.write_csv(
-                os.path.join(out_dir, manifest.ERRORS), errors, manifest.ERROR_COLUMNS
-            )
-    with _output_errors(output_dir):
-        rows = _final_rows(os.path.join(out_dir, manifest.MANIFEST))
-        manifest.write_csv(os.path.join(out_dir, manifest.MANIFEST), rows, manifest.COLUMNS)
-        summary.skipped = len(errors)
-        summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
-        summary.seconds = time.monotonic() - started
-        run_info.update(status="complete", summary=summary.to_dict())
-        manifest.write_json(os.path.join(out_dir, manifest.RUN_JSON), run_info)
-    return summary
+    plan.skipped = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
+    counts = {cls: {"sources": 0, "outputs": 0} for cls in listing.classes}
+    step = max(1, -(-len(tasks) // ESTIMATE_SAMPLE))
+    read = 0
+    pixels: Counter[str] = Counter()
+    for i, task in enumerate(tasks):
+        source = task.source
+        if i % step == 0:
+            try:
+                size = probe(source.path, rec.max_pixels)
+            except SourceError as exc:
+                plan.skipped.append(
+                    {"source_path": source.rel, "class": source.cls, "reason": str(exc)}
+                )
+                continue
+            read += 1
+            partners = job.partners(source.rel, source.cls, task.fmt)  # drawn, never decoded
+            for variant in task.variants:
+                pixels[task.fmt] += _output_pixels(rec, variant, size, partners)
+        counts[source.cls]["sources"] += 1
+        counts[source.cls]["outputs"] += len(task.variants)
+    plan.skipped.sort(key=lambda e: e["source_path"])
+    plan.per_class = counts
+    plan.sources = sum(c["sources"] for c in counts.values())
+    plan.outputs = sum(c["outputs"] for c in counts.values())
+    scale = plan.sources / read if read else 0.0  # 1.0 unless a sample was read
+    output_pixels = {fmt: round(n * scale) for fmt, n in sorted(pixels.items())}
+    plan.estimated_bytes = round(sum(n * BYTES_PER_PIXEL[f] for f, n in output_pixels.items()))
+    plan.estimate = {
+        "method": "output pixels x bytes per pixel of the output format",
+        "bytes_per_pixel": {fmt: BYTES_PER_PIXEL[fmt] for fmt in output_pixels},
+        "output_pixels": output_pixels,
+        "sources_read": read,
+    }
+    return plan
+
+
+def _output_pixels(
+    recipe: Recipe, variant: Variant, size: tuple[int, int], partners: Partners | None
+) -> int:
+    """Pixels of one variant's output: its ops sampled exactly as the run will, not applied."""
+    if variant.index:
+        for entry in pipeline.sample(recipe.pipeline, rng_for(variant.seed), size, partners):
+            params = {k: v for k, v in entry.items() if k != "op"}
+            size = REGISTRY[entry["op"]].size_after(size, params)
+    return size[0] * size[1]
 
 
 def _collect(
@@ -213,9 +431,15 @@ def _output_errors(output_dir: str) -> Iterator[None]:
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
-def _final_rows(path: str) -> list[dict[str, str]]:
-    """The manifest's rows sorted by output path, the last row kept where one was redone."""
-    rows = {r["output_path"]: r for r in manifest.read_rows(path)}
+def _recorded_rows(out_dir: str, files: manifest.RunFiles) -> list[dict[str, str]]:
+    """The rows a run has recorded: its completed manifest, then its working file."""
+    names = dict.fromkeys((files.manifest, files.working))
+    return [r for name in names for r in manifest.read_rows(os.path.join(out_dir, name))]
+
+
+def _final_rows(out_dir: str, files: manifest.RunFiles) -> list[dict[str, str]]:
+    """The run's rows sorted by output path, the last row kept where one was redone."""
+    rows = {r["output_path"]: r for r in _recorded_rows(out_dir, files)}
     return [rows[k] for k in sorted(rows)]
 
 
@@ -283,10 +507,12 @@ def _relative_to_input(in_dir: str, path: str) -> str | None:
     return dataset.nfc(rel.replace(os.sep, "/"))
 
 
-def _check_dirs(in_dir: str, out_dir: str) -> None:
+def _check_dirs(in_dir: str, out_dir: str | None) -> None:
     if not os.path.isdir(in_dir):
         what = "does not exist" if not os.path.exists(in_dir) else "is not a directory"
         raise UsageError(f"input directory {in_dir} {what}")
+    if out_dir is None:
+        return
     real_in, real_out = os.path.realpath(in_dir), os.path.realpath(out_dir)
     if real_out == real_in or real_in.startswith(real_out.rstrip(os.sep) + os.sep):
         raise UsageError(f"output directory {out_dir} contains the input; choose another one")
@@ -298,10 +524,20 @@ def _check_dirs(in_dir: str, out_dir: str) -> None:
 
 
 def _prepare_output(
-    out_dir: str, in_dir: str, recipe: Recipe, overwrite: bool
+    out_dir: str,
+    in_dir: str,
+    recipe: Recipe,
+    overwrite: bool,
+    files: manifest.RunFiles,
+    owned: set[str] | None = None,
+    shared: Collection[str] = (),
 ) -> tuple[set[str], list[dict[str, str]]]:
     """Create or reopen OUT: the outputs already recorded by a run of this recipe on this
-    input, and the errors that run recorded."""
+    input, and the errors that run recorded.
+
+    `owned` (a shard's outputs and files) limits the clean-up of temporary files to this
+    run's own; `shared` names folders other shards may have created in OUT already.
+    """
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -310,9 +546,8 @@ def _prepare_output(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise OutputError(f"output directory {out_dir} is not writable")
-    manifest_path = os.path.join(out_dir, manifest.MANIFEST)
-    rows = manifest.read_rows(manifest_path)
-    run = manifest.read_run(out_dir) or {}
+    rows = _recorded_rows(out_dir, files)
+    run = manifest.read_run(out_dir, files.run_json) or {}
     previous = run.get("recipe_sha256") or (rows[0]["recipe_sha256"] if rows else None)
     old_root = run.get("input_root")
     if previous == recipe.sha256 and old_root and not _same_dir(old_root, in_dir):
@@ -322,12 +557,23 @@ def _prepare_output(
                 f"({old_root}); continue it with that input, use another directory, or pass "
                 "--overwrite to delete the files its manifest lists and start again"
             )
-        previous = None
-        _remove_listed(out_dir, rows)
-        rows = []
+        _remove_listed(out_dir, rows, files)
+        previous, rows = None, []
     if previous is None:
-        used = [e for e in os.listdir(out_dir) if not dataset.is_junk(e)]
-        if used and not overwrite:
+        others = manifest.recorded_recipes(out_dir)
+        other = next((name for name, sha in others.items() if sha != recipe.sha256), None)
+        if other is not None and not overwrite:
+            raise UsageError(
+                f"output directory {out_dir} holds a run of a different recipe ({other}: "
+                f"sha256 {others[other][:12]}, this one is {recipe.sha256[:12]}); use another "
+                "directory, or --overwrite to write into it anyway"
+            )
+        used = [
+            e
+            for e in os.listdir(out_dir)
+            if not (dataset.is_junk(e) or manifest.is_bookkeeping(e) or e in shared)
+        ]
+        if used and not others and not overwrite:
             raise UsageError(
                 f"output directory {out_dir} is not empty and holds no augctl run; "
                 "choose an empty or new directory (or pass --overwrite to write into it anyway)"
@@ -339,39 +585,56 @@ def _prepare_output(
                 f"(sha256 {previous[:12]}, this one is {recipe.sha256[:12]}); use another "
                 "directory, or --overwrite to delete the files its manifest lists and start again"
             )
-        _remove_listed(out_dir, rows)
+        _remove_listed(out_dir, rows, files)
         rows = []
-    _remove_temp_files(out_dir)
+    _remove_temp_files(out_dir, owned)
     done = {
         r["output_path"] for r in rows if os.path.isfile(os.path.join(out_dir, r["output_path"]))
     }
-    old_errors = manifest.read_rows(os.path.join(out_dir, manifest.ERRORS), manifest.ERROR_COLUMNS)
-    return done, old_errors if rows else []
+    if not rows:
+        return done, []
+    return done, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
 
 
 def _same_dir(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _remove_listed(out_dir: str, rows: list[dict[str, str]]) -> None:
-    """Delete what an old manifest lists (and only that), then the manifest files."""
+def _remove_listed(out_dir: str, rows: list[dict[str, str]], files: manifest.RunFiles) -> None:
+    """Delete what an old manifest lists (and only that), then the run's own files."""
     for row in rows:
         path = os.path.normpath(os.path.join(out_dir, row["output_path"]))
         if path.startswith(out_dir + os.sep) and os.path.isfile(path):
             os.unlink(path)
-    for name in (manifest.MANIFEST, manifest.ERRORS, manifest.RUN_JSON):
-        try:
+    for name in files.names():
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(out_dir, name))
-        except FileNotFoundError:
-            pass
 
 
-def _remove_temp_files(out_dir: str) -> None:
-    """Delete temporary files a killed run left behind (never a final name)."""
-    for base, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if name.endswith(TEMP_SUFFIX):
-                os.unlink(os.path.join(base, name))
+def _remove_temp_files(out_dir: str, owned: set[str] | None) -> None:
+    """Delete temporary files a killed run left behind (never a final name).
+
+    With `owned`, only the temporary files of those outputs: other shards writing into
+    the same OUT right now have theirs.
+    """
+    for base, _dirs, names in os.walk(out_dir):
+        for name in names:
+            if not name.endswith(TEMP_SUFFIX):
+                continue
+            path = os.path.join(base, name)
+            if owned is None or _temp_target(os.path.relpath(path, out_dir)) in owned:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def _temp_target(rel: str) -> str:
+    """The path (relative to OUT) a temporary file was to be renamed to.
+
+    Images go through `.NAME.PID.augctl-tmp`, bookkeeping files through `NAME.PID.augctl-tmp`.
+    """
+    folder, name = posixpath.split(rel.replace(os.sep, "/"))
+    name = name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[0]
+    return posixpath.join(folder, name[1:] if name.startswith(".") else name)
 
 
 def _pending(tasks: Iterable[Task], done: set[str]) -> list[Task]:
@@ -386,4 +649,4 @@ def _pending(tasks: Iterable[Task], done: set[str]) -> list[Task]:
     return out
 
 
-__all__ = ["Summary", "expand", "Result"]
+__all__ = ["PlanSummary", "Result", "Summary", "describe_plan", "expand"]

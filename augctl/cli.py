@@ -126,6 +126,70 @@ def _run(fn: Callable[[], Any]) -> Any:
         raise _Failure(exc) from None
 
 
+class _ShardType(click.ParamType):
+    """K/N on the command line -> plan.Shard."""
+
+    name = "K/N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .plan import Shard, parse_shard
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _shard(shard: Any, from_env: bool, shards: int | None) -> Any:
+    """The shard the options ask for (or None): --shard K/N, or --shard-from-env [--shards N]."""
+    if shard is not None and from_env:
+        raise _usage("use --shard K/N or --shard-from-env, not both")
+    if shards is not None and not from_env:
+        raise _usage("--shards N goes with --shard-from-env (use --shard K/N)")
+    if not from_env:
+        return shard
+    from .plan import shard_from_env
+
+    return _run(lambda: shard_from_env(os.environ, shards))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # unreachable
+
+
+def _print_plan(plan: Any) -> None:
+    """The human-readable --dry-run report, on stdout."""
+    where = f", shard {plan.shard}" if plan.shard else ""
+    click.echo(f"plan for {plan.input_dir} (recipe sha256 {plan.recipe_sha256[:12]}{where})")
+    width = max([5, *map(len, plan.per_class)])
+    click.echo(f"  {'class':<{width}}  {'sources':>8}  {'outputs':>8}")
+    for cls, c in plan.per_class.items():
+        click.echo(f"  {cls:<{width}}  {c['sources']:>8}  {c['outputs']:>8}")
+    click.echo(f"  {'total':<{width}}  {plan.sources:>8}  {plan.outputs:>8}")
+    if plan.skipped:
+        click.echo(f"skipped ({len(plan.skipped)}):")
+        for e in plan.skipped:
+            click.echo(f"  {e['source_path']}: {e['reason']}")
+    est = plan.estimate
+    basis = ", ".join(f"{fmt} {bpp} B/pixel" for fmt, bpp in est["bytes_per_pixel"].items())
+    pixels = sum(est["output_pixels"].values())
+    sample = (
+        "every source's header"
+        if est["sources_read"] >= plan.sources
+        else f"a sample of {est['sources_read']} sources' headers"
+    )
+    click.echo(
+        f"estimated output size: {_size(plan.estimated_bytes)} "
+        f"({pixels:,} output pixels x {basis or 'n/a'}; sizes from {sample})"
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="augctl")
 def main() -> None:
@@ -171,6 +235,35 @@ def main() -> None:
     is_flag=True,
     help="Allow IN to hold train/ and val/ or test/ folders (usually splits, not classes).",
 )
+@option(
+    "--shard",
+    type=_ShardType(),
+    help="Do only shard K of N (0-based); writes manifest-K-of-N.csv. Join with merge.",
+)
+@option(
+    "--shard-from-env",
+    is_flag=True,
+    help="Take K and N from a Slurm array (SLURM_ARRAY_TASK_*) or JOB_COMPLETION_INDEX.",
+)
+@option(
+    "--shards",
+    type=click.IntRange(1),
+    help="N for --shard-from-env with JOB_COMPLETION_INDEX (a Kubernetes indexed Job).",
+)
+@option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Where the work runs: a local process pool, or Dask (pip install 'augctl[dask]').",
+)
+@option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786).")
+@option(
+    "--scheduler-file",
+    type=click.Path(dir_okay=False),
+    help="Dask scheduler file (dask scheduler --scheduler-file F).",
+)
+@option("--dry-run", is_flag=True, help="Print the plan and its estimated size; write nothing.")
 @option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def expand(
@@ -187,6 +280,13 @@ def expand(
     files_from: str | None,
     null: bool,
     allow_split_dirs: bool,
+    shard: Any,
+    shard_from_env: bool,
+    shards: int | None,
+    executor: str,
+    scheduler: str | None,
+    scheduler_file: str | None,
+    dry_run: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -194,11 +294,38 @@ def expand(
 
     Re-running the same command continues an interrupted run.
     """
+    from .api import describe_plan
     from .api import expand as expand_
 
     if recipe == "-" and files_from == "-":
         raise _usage("--recipe and --files-from can't both read stdin")
+    part = _shard(shard, shard_from_env, shards)
+    if (scheduler or scheduler_file) and executor != "dask":
+        raise _usage("--scheduler and --scheduler-file go with --executor dask")
     only = _read_list(files_from, null) if files_from is not None else None
+    if dry_run:
+        plan = _run(
+            lambda: describe_plan(
+                input_dir,
+                _load(recipe),
+                output_dir=output_dir,
+                variants=variants,
+                seed=seed,
+                include_originals=include_originals or None,
+                only=only,
+                allow_split_dirs=allow_split_dirs,
+                shard=part,
+            )
+        )
+        for message in plan.warnings:
+            _warn(message)
+        if as_json:
+            click.echo(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            _print_plan(plan)
+        if not quiet:
+            click.echo("augctl: dry run: nothing was written", err=True)
+        return
     progress = _Progress(quiet)
     _stop_on_sigterm()
     try:
@@ -217,6 +344,10 @@ def expand(
                 allow_split_dirs=allow_split_dirs,
                 progress=progress,
                 command=sys.argv,
+                shard=part,
+                executor=executor,
+                scheduler=scheduler,
+                scheduler_file=scheduler_file,
             )
         )
     except KeyboardInterrupt:
@@ -229,13 +360,16 @@ def expand(
     if summary.skipped:
         _warn(f"{summary.skipped} source(s) skipped; see {output_dir}/errors.csv")
     if not quiet:
+        where = f"shard {summary.shard}: " if summary.shard else ""
         click.echo(
-            f"augctl: wrote {summary.written} images from {summary.processed} sources "
+            f"augctl: {where}wrote {summary.written} images from {summary.processed} sources "
             f"({summary.already_done} already done, {summary.skipped} skipped) "
             f"in {summary.seconds:.1f}s ({summary.images_per_second:.1f} sources/s) "
             f"to {output_dir}",
             err=True,
         )
+        if summary.shard:
+            click.echo(f"augctl: when every shard is done: augctl merge {output_dir}", err=True)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     if strict and summary.skipped:
@@ -298,6 +432,29 @@ def replay(output_dir: str, paths: tuple[str, ...], input_dir: str | None, as_js
             )
     if not all(r.identical for r in results):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("output_dir", metavar="OUT", type=click.Path(file_okay=False))
+@option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def merge(output_dir: str, quiet: bool, as_json: bool) -> None:
+    """Join the shard parts in OUT (manifest-K-of-N.csv, ...) into manifest.csv.
+
+    Refuses (exit 1) parts of different plans, missing shards, parts whose rows disagree
+    with their run file, outputs listed twice, and listed files missing from OUT.
+    """
+    from .shards import merge as merge_
+
+    summary = _run(lambda: merge_(output_dir, command=sys.argv))
+    if not quiet:
+        click.echo(
+            f"augctl: merged {summary.shards} shards: {summary.rows} rows in "
+            f"{output_dir}/manifest.csv, {summary.errors} in errors.csv",
+            err=True,
+        )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
 
 
 @main.command()

@@ -48,3 +48,11 @@ class OutputError(AugctlError):
 
 class SourceError(AugctlError):
     """One source image cannot be used; recorded in errors.csv rather than raised to users."""
+
+
+class EngineError(AugctlError):
+    """The execution engine failed: a Dask scheduler that can't be reached, a lost task."""
+
+
+class MergeError(AugctlError):
+    """Shard parts can't be merged: from different plans, missing, doubled or incomplete."""

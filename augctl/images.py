@@ -133,6 +133,34 @@ def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 
     return image
 
 
+def probe(path: str, max_pixels: int) -> tuple[int, int]:
+    """The upright (EXIF-oriented) size of an image, read from its header without decoding."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise SourceError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                w, h = image.size
+                try:
+                    turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # transposed or 90°
+                except Exception:  # a broken EXIF block: decode keeps the image as stored
+                    turned = False
+    except SourceError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise SourceError(f"refused as a decompression bomb: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise SourceError("not an image (Pillow cannot identify its format)") from None
+    except Exception as exc:
+        raise SourceError(f"cannot read the image header: {exc}") from None
+    if w * h > max_pixels:
+        raise SourceError(
+            f"image is {w}x{h} = {w * h:,} pixels, more than input.max_pixels ({max_pixels:,})"
+        )
+    return (h, w) if turned else (w, h)
+
+
 _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG", "PNG"),

@@ -11,9 +11,11 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import OutputError
+from .images import TEMP_SUFFIX
 
 COLUMNS = (
     "output_path",
@@ -33,6 +35,44 @@ ERROR_COLUMNS = ("source_path", "class", "reason")
 MANIFEST = "manifest.csv"
 ERRORS = "errors.csv"
 RUN_JSON = "run.json"
+PARTIAL_SUFFIX = ".partial"  # a shard's manifest while it runs; renamed into place when done
+
+# Bookkeeping files a run (unsharded, or shard K of N) or a merge may leave at the root of OUT.
+_BOOKKEEPING = re.compile(
+    r"(?:(?:manifest|errors)(?:-\d+-of-\d+)?\.csv(?:\.partial)?|run(?:-\d+-of-\d+)?\.json)"
+)
+RUN_PART = re.compile(r"run-(\d+)-of-(\d+)\.json")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The bookkeeping file names of one run: unsharded, or shard K of N.
+
+    `working` is where rows are appended while the run goes on; `manifest` is the sorted
+    file written when it completes (the same name for an unsharded run).
+    """
+
+    manifest: str = MANIFEST
+    working: str = MANIFEST
+    errors: str = ERRORS
+    run_json: str = RUN_JSON
+
+    @classmethod
+    def for_shard(cls, suffix: str | None) -> RunFiles:
+        """The names of shard `K-of-N` (`suffix`), or of an unsharded run (None)."""
+        if suffix is None:
+            return cls()
+        part = f"manifest-{suffix}.csv"
+        return cls(part, part + PARTIAL_SUFFIX, f"errors-{suffix}.csv", f"run-{suffix}.json")
+
+    def names(self) -> tuple[str, ...]:
+        """Every file name this run owns at the root of OUT."""
+        return tuple(dict.fromkeys((self.manifest, self.working, self.errors, self.run_json)))
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether a file at the root of OUT is augctl's own (a manifest, run file or temp file)."""
+    return bool(_BOOKKEEPING.fullmatch(name)) or name.endswith(TEMP_SUFFIX)
 
 
 def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], header: bool) -> str:
@@ -47,7 +87,7 @@ def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], header: b
 
 def write_text_atomic(path: str, text: str) -> None:
     """Replace a small text file atomically and durably."""
-    tmp = f"{path}.{os.getpid()}.augctl-tmp"
+    tmp = f"{path}.{os.getpid()}{TEMP_SUFFIX}"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(text)
         f.flush()
@@ -129,14 +169,9 @@ def is_reserved(name: str) -> bool:
     return name in (MANIFEST, ERRORS, RUN_JSON) or bool(_SHARD_FILE.fullmatch(name))
 
 
-def read_run(out_dir: str) -> dict[str, Any] | None:
-    """OUT/run.json as a dict, or None when there is none (or it is unreadable)."""
-    try:
-        with open(os.path.join(out_dir, RUN_JSON), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def read_run(out_dir: str, name: str = RUN_JSON) -> dict[str, Any] | None:
+    """A run file of OUT (run.json by default) as a dict, or None when there is none."""
+    return read_json(os.path.join(out_dir, name))
 
 
 class ManifestWriter:
@@ -204,3 +239,30 @@ def _libc_syncfs() -> Any:
         return ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_run_recipe(out_dir: str, name: str = RUN_JSON) -> str | None:
+    """The recipe sha256 recorded in a run file of OUT, or None when there is none."""
+    data = read_json(os.path.join(out_dir, name))
+    return None if data is None else data.get("recipe_sha256")
+
+
+def recorded_recipes(out_dir: str) -> dict[str, str]:
+    """Run file name -> recipe sha256, for every run (merged or shard) recorded in OUT."""
+    found = {}
+    for name in sorted(os.listdir(out_dir)):
+        if name == RUN_JSON or RUN_PART.fullmatch(name):
+            sha = read_run_recipe(out_dir, name)
+            if sha:
+                found[name] = sha
+    return found

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .dataset import Listing, Source
-from .errors import PlanError
+from .errors import PlanError, UsageError
 from .images import output_format
 from .recipe import Recipe
 
@@ -32,6 +33,33 @@ class Task:
     variants: tuple[Variant, ...]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based): the sources whose stable hash falls in it."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise UsageError(
+                f"shard {self.index}/{self.count} does not exist: "
+                f"K/N needs N >= 1 and 0 <= K < N (shards are numbered from 0)"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def suffix(self) -> str:
+        """What this shard's bookkeeping files are named with: `K-of-N`."""
+        return f"{self.index}-of-{self.count}"
+
+    def owns(self, rel: str) -> bool:
+        """Whether the source with this relative path belongs to this shard."""
+        return shard_of(rel, self.count) == self.index
+
+
 def stable_hash(*parts: object) -> int:
     """A 64-bit hash of `parts` that is the same in every process and on every machine."""
     text = "\x00".join(str(p) for p in parts)
@@ -41,6 +69,79 @@ def stable_hash(*parts: object) -> int:
 def variant_seed(seed: int, rel: str, index: int) -> int:
     """The seed of one variant: a pure function of recipe seed, source path and index."""
     return stable_hash("augctl-variant", seed, rel, index)
+
+
+def shard_of(rel: str, count: int) -> int:
+    """The shard (of `count`) a source belongs to: a pure function of its relative path."""
+    return stable_hash("augctl-shard", rel) % count
+
+
+def parse_shard(text: str) -> Shard:
+    """`K/N` -> Shard(K, N)."""
+    k, sep, n = text.partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+        raise UsageError(f"expected K/N with whole numbers, e.g. 0/4, not {text!r}")
+    return Shard(int(k), int(n))
+
+
+def shard_from_env(env: Mapping[str, str], shards: int | None = None) -> Shard:
+    """The shard of a Slurm array task or a Kubernetes indexed Job, from its environment.
+
+    Slurm: SLURM_ARRAY_TASK_ID, _MIN, _COUNT (and _STEP when the array has one).
+    Kubernetes: JOB_COMPLETION_INDEX, with the Job's completion count as `shards`.
+    """
+    if "SLURM_ARRAY_TASK_ID" in env:
+        names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+        missing = [name for name in names if name not in env]
+        if missing:
+            raise UsageError(
+                f"--shard-from-env: SLURM_ARRAY_TASK_ID is set but {', '.join(missing)} "
+                "is not; run inside a Slurm job array (sbatch --array=0-N)"
+            )
+        task, low, count = (_env_int(env, name) for name in names)
+        step = _env_int(env, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
+        offset = task - low
+        if step < 1 or offset < 0 or offset % step or offset // step >= count:
+            raise UsageError(
+                f"--shard-from-env: SLURM_ARRAY_TASK_ID={task} does not fit an array of "
+                f"{count} tasks from {low} in steps of {step}; use a contiguous array "
+                f"(sbatch --array=0-{count - 1})"
+            )
+        if shards is not None and shards != count:
+            raise UsageError(
+                f"--shard-from-env: --shards {shards} disagrees with "
+                f"SLURM_ARRAY_TASK_COUNT={count}; leave --shards out under Slurm"
+            )
+        return Shard(offset // step, count)
+    if "JOB_COMPLETION_INDEX" in env:
+        index = _env_int(env, "JOB_COMPLETION_INDEX")
+        if shards is None:
+            raise UsageError(
+                "--shard-from-env: JOB_COMPLETION_INDEX is set but --shards is not; "
+                "pass the Job's completions count as --shards N"
+            )
+        if index >= shards:
+            raise UsageError(
+                f"--shard-from-env: JOB_COMPLETION_INDEX={index} is not below --shards {shards}"
+            )
+        return Shard(index, shards)
+    raise UsageError(
+        "--shard-from-env: neither SLURM_ARRAY_TASK_ID (a Slurm job array) nor "
+        "JOB_COMPLETION_INDEX (a Kubernetes indexed Job) is set; use --shard K/N instead"
+    )
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int:
+    value = env[name].strip()
+    if not value.isdigit():
+        raise UsageError(f"--shard-from-env: {name}={env[name]!r} is not a whole number")
+    return int(value)
+
+
+def listing_sha256(sources: Iterable[str], skipped: Iterable[str] = ()) -> str:
+    """A hash of a sorted input listing: the relative paths of its sources and skipped files."""
+    lines = [f"source\t{rel}\n" for rel in sources] + [f"skipped\t{rel}\n" for rel in skipped]
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def output_stem(rel: str) -> str:
