@@ -479,6 +479,10 @@ def _select(
     chosen: dict[str, Task] = {}
     bad: dict[str, dataset.Skipped] = {}
     for raw in only:
+        if not dataset.valid_text(raw):
+            shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            bad[shown] = dataset.Skipped(shown, "", "file name is not valid UTF-8; rename it")
+            continue
         rel = _relative_to_input(in_dir, raw)
         if rel is None:
             bad[raw] = dataset.Skipped(
@@ -649,4 +653,4 @@ def _pending(tasks: Iterable[Task], done: set[str]) -> list[Task]:
     return out
 
 
-__all__ = ["PlanSummary", "Result", "Summary", "describe_plan", "expand"]
+__all__ = ["PlanSummary", "Summary", "describe_plan", "expand"]

@@ -92,7 +92,8 @@ def preview(
     rows = math.ceil(n / cols)
     sheet = Image.new("RGB", (cols * tile, rows * (tile + cap_h)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    name = os.path.basename(path)
+    # Seeded like `expand` seeds IN/<class>/<name>, so the sheet shows what a run writes.
+    name = "/".join(os.path.abspath(path).split(os.sep)[-2:])
     partners = _siblings(path, rec)
     for i in range(n):
         rng = rng_for(variant_seed(rec.seed, name, i + 1))

@@ -51,7 +51,7 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def _valid_text(name: str) -> bool:
+def valid_text(name: str) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes survive as lone surrogates
@@ -81,7 +81,7 @@ def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> 
         if _is_dir(entry):
             if skip_dir and os.path.realpath(entry.path) == skip_dir:
                 continue
-            if not _valid_text(entry.name):
+            if not valid_text(entry.name):
                 listing.warnings.append(f"class folder {entry.name!r} is not valid UTF-8; skipped")
                 continue
             cls = nfc(entry.name)
@@ -159,7 +159,7 @@ def _walk_class(
             continue
         if os.path.splitext(entry.name)[1].lower() not in exts:
             continue
-        if not _valid_text(child_rel):
+        if not valid_text(child_rel):
             shown = child_rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             listing.skipped.append(Skipped(shown, cls, "file name is not valid UTF-8; rename it"))
             continue

@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +119,7 @@ def render(
     return out, data
 
 
-@functools.lru_cache(maxsize=16)  # per worker: a partner is not decoded again and again
+@functools.lru_cache(maxsize=8)  # per worker: a partner is not decoded again and again
 def _decoded_partner(path: str, max_pixels: int, keep_alpha: bool, background: Any) -> Image.Image:
     data = images.read_source(path, max_pixels)
     return images.decode(data, max_pixels=max_pixels, keep_alpha=keep_alpha, background=background)
@@ -139,6 +141,28 @@ def partner_loader(root: str, recipe: Recipe, keep_alpha: bool) -> Callable[[str
     return load
 
 
+def _readable_partners(
+    applied: list[dict[str, Any]], partners: Partners | None
+) -> list[dict[str, Any]]:
+    """Mixing steps whose partner can't be decoded mix nothing, and are recorded so.
+
+    A corrupt file in a class is that file's error, not every source that drew it.
+    """
+    if partners is None:
+        return applied
+    out = []
+    for entry in applied:
+        if entry.get("partner") is not None:
+            try:
+                partners.load(entry["partner"])
+            except SourceError:
+                entry = {**entry, "partner": None, "lam": 1.0}
+                if "box" in entry:
+                    entry["box"] = [0, 0, 0, 0]
+        out.append(entry)
+    return out
+
+
 def run_task(job: Job, task: Task) -> Result:
     """Decode one source once, write all its variants, and return their manifest rows."""
     recipe = job.recipe
@@ -148,7 +172,12 @@ def run_task(job: Job, task: Task) -> Result:
         partners = job.partners(task.source.rel, task.source.cls, task.fmt)
         for variant in task.variants:
             applied = (
-                pipeline.sample(recipe.pipeline, rng_for(variant.seed), source.image.size, partners)
+                _readable_partners(
+                    pipeline.sample(
+                        recipe.pipeline, rng_for(variant.seed), source.image.size, partners
+                    ),
+                    partners,
+                )
                 if variant.index
                 else []
             )
@@ -194,6 +223,16 @@ def _init_worker(job: Job) -> None:
     _JOB = job
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed outright (kill -9, the OOM killer) can't stop its workers, and they
+    # would wait for work forever: each leaves on its own once its parent is gone.
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_in_worker(task: Task) -> Result:

@@ -6,9 +6,4 @@ from __future__ import annotations
 from . import erasing, geometric, mixing, photometric, policies  # noqa: F401
 from .base import REGISTRY, Op, Param
 
-__all__ = ["REGISTRY", "Op", "Param", "get"]
-
-
-def get(name: str) -> Op:
-    """The op registered under `name` (KeyError if there is none)."""
-    return REGISTRY[name]
+__all__ = ["REGISTRY", "Op", "Param"]

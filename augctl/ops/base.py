@@ -172,6 +172,9 @@ class Pair(Param):
         return "[w, h] or one value for both"
 
 
+FILL = Color(0, "colour of uncovered pixels")
+
+
 @dataclass(frozen=True)
 class Op:
     """A registered op: recipe parameters, a pure sampler and a pure kernel."""
@@ -250,7 +253,8 @@ def register(
     """Add an op to the registry under its recipe name (names are never reused)."""
     if name in REGISTRY:
         raise ValueError(f"op {name!r} is already registered")
-    doc = (apply.__doc__ or "").strip().splitlines()[0] if apply.__doc__ else ""
+    summary = (apply.__doc__ or "").strip().split("\n\n")[0]  # the first paragraph
+    doc = " ".join(line.strip() for line in summary.splitlines())
     op = Op(
         name=name,
         family=family,

@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 from .base import (
+    FILL,
     RESAMPLE,
     Bool,
     Choice,
-    Color,
     Enum,
     Matrix,
     Num,
@@ -36,7 +36,6 @@ from .base import (
 )
 
 _RESAMPLE = Enum("bilinear", "interpolation filter", options=tuple(RESAMPLE))
-_FILL = Color(0, "colour of uncovered pixels")
 
 
 def _translate(dx: float, dy: float) -> Matrix:
@@ -616,7 +615,7 @@ register(
     params={
         "degrees": Num([-15, 15], "angle in degrees, counter-clockwise", lo=-360, hi=360),
         "expand": Bool(False, "grow the canvas to hold the whole rotated image"),
-        "fill": _FILL,
+        "fill": FILL,
         "resample": _RESAMPLE,
     },
     sample=_sample_rotate,
@@ -629,7 +628,7 @@ register(
     params={
         "factor": Num([0.8, 1.2], "zoom factor", lo=0.01, hi=16),
         "keep_canvas": Bool(False, "pad or crop back to the original size"),
-        "fill": _FILL,
+        "fill": FILL,
         "resample": _RESAMPLE,
     },
     geometry=_scale_geometry,
@@ -678,7 +677,7 @@ register(
     apply=pad,
     params={
         "padding": Sides(8, "pixels added per side"),
-        "fill": _FILL,
+        "fill": FILL,
         "mode": Enum("constant", "what the border holds", options=("constant", "edge", "reflect")),
     },
     sample=lambda rng, image_size, *, padding, fill, mode: {
@@ -698,7 +697,7 @@ register(
         "scale": Num([0.9, 1.1], "zoom factor", lo=0.01, hi=16),
         "shear": Num(0, "x shear in degrees", lo=-89, hi=89),
         "shear_y": Num(0, "y shear in degrees", lo=-89, hi=89),
-        "fill": _FILL,
+        "fill": FILL,
         "resample": _RESAMPLE,
     },
     sample=_sample_affine,
@@ -710,7 +709,7 @@ register(
     apply=perspective,
     params={
         "distortion_scale": Num(0.5, "how far corners may move (0-1)", lo=0, hi=1),
-        "fill": _FILL,
+        "fill": FILL,
         "resample": _RESAMPLE,
     },
     sample=_sample_perspective,
@@ -718,7 +717,7 @@ register(
 _ELASTIC = {
     "alpha": Num(50.0, "displacement strength", lo=0, hi=10_000),
     "sigma": Num(5.0, "smoothness of the displacement field", lo=0, hi=50),
-    "fill": _FILL,
+    "fill": FILL,
     "resample": Enum("bilinear", "interpolation filter", options=("nearest", "bilinear")),
 }
 register(

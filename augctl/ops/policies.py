@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import DECIMALS, REGISTRY, RESAMPLE, Color, Enum, Num, Size, integer, register
+from .base import DECIMALS, FILL, REGISTRY, RESAMPLE, Enum, Num, Size, integer, register
 
 Applied = list[dict[str, Any]]
 
-_FILL = Color(0, "colour of uncovered pixels")
 _RESAMPLE = Enum("nearest", "interpolation filter (torchvision's default)", options=tuple(RESAMPLE))
 _BINS = Num(31, "number of magnitude steps", lo=2, hi=101, integer=True)
 
@@ -234,7 +233,7 @@ register(
             9, "magnitude bin, 0 .. num_magnitude_bins - 1", lo=0, hi=100, integer=True
         ),
         "num_magnitude_bins": _BINS,
-        "fill": _FILL,
+        "fill": FILL,
         "resample": _RESAMPLE,
     },
     sample=_sample_randaugment,
@@ -243,13 +242,13 @@ register(
     "trivialaugment",
     family="policies",
     apply=trivialaugment,
-    params={"num_magnitude_bins": _BINS, "fill": _FILL, "resample": _RESAMPLE},
+    params={"num_magnitude_bins": _BINS, "fill": FILL, "resample": _RESAMPLE},
     sample=_sample_trivialaugment,
 )
 register(
     "autoaugment",
     family="policies",
     apply=autoaugment,
-    params={"fill": _FILL, "resample": _RESAMPLE},
+    params={"fill": FILL, "resample": _RESAMPLE},
     sample=_sample_autoaugment,
 )

@@ -1,0 +1,254 @@
+"""Hostile inputs and misuse found in review: each test names the failure it guards against."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import augctl_cmd, make_tree, output_files, read_manifest
+from PIL import Image
+
+from augctl.cli import main
+from augctl.ops import REGISTRY
+
+RECIPE = "version: 1\nseed: 4\nvariants: 2\npipeline:\n  - rotate: {degrees: [-15, 15]}\n  - hflip: {p: 0.5}\n"
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_rotate_expand_canvas_is_pils_for_odd_sizes() -> None:
+    # Predicted sizes once differed from Image.rotate's by a pixel, so later ops were
+    # sampled for the wrong size and whole sources failed.
+    op = REGISTRY["rotate"]
+    rng = np.random.default_rng(0)
+    for w, h in ((101, 57), (640, 481), (31, 22), (3, 2), (113, 83)):
+        image = Image.new("L", (w, h))
+        for angle in [*np.round(rng.uniform(-180, 180, 20), 4), 1.3, 90.0, -90.0, 180.0]:
+            params = {"angle": float(angle), "expand": True}
+            assert op.apply(image, **params).size == op.size_after((w, h), params), (w, h, angle)
+
+
+def test_resume_from_another_input_is_refused(tmp_path: Path, recipe: Path) -> None:
+    # A resumed run trusted recorded outputs made from a different input tree.
+    first, second = make_tree(tmp_path / "a", {"cat": 2}), make_tree(tmp_path / "b", {"cat": 2})
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, first, out, "-q").exit_code == 0
+    result = invoke("expand", "-r", recipe, second, out, "-q")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"augctl: error: output directory {out} holds a run made from another input directory ({first})"
+    )
+    assert invoke("expand", "-r", recipe, second, out, "-q", "--overwrite").exit_code == 0
+    assert invoke("verify", out, "--deep").exit_code == 0  # every row now from the new input
+
+
+def test_directory_link_above_the_input_is_not_followed(tmp_path: Path, recipe: Path) -> None:
+    # cat/up -> ../.. once pulled the whole parent tree (other runs' outputs too) into "cat".
+    src = make_tree(tmp_path / "in", {"cat": 1})
+    make_tree(tmp_path / "elsewhere", {"x": 3})
+    (src / "cat" / "up").symlink_to("../..")
+    result = invoke("expand", "-r", recipe, src, tmp_path / "out", "-n", "1")
+    assert result.exit_code == 0
+    assert "folder cat/up links back to a folder above it; not followed" in result.stderr
+    assert [r["source_path"] for r in read_manifest(tmp_path / "out")] == ["cat/img_0.jpg"]
+
+
+def test_a_corrupt_partner_does_not_fail_the_sources_that_drew_it(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "in", {"cat": 4})
+    (src / "cat" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("version: 1\nseed: 1\nvariants: 6\npipeline:\n  - mixup: {}\n")
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, src, out, "-q").exit_code == 0
+    errors = read_manifest(out, "errors.csv")
+    assert [e["source_path"] for e in errors] == ["cat/bad.jpg"]
+    rows = read_manifest(out)
+    assert len(rows) == 4 * 6
+    partners = [r["ops"] for r in rows]
+    assert any('"partner":null' in ops for ops in partners)  # some drew bad.jpg...
+    assert invoke("verify", out, "--deep").exit_code == 0  # ...and replay agrees
+
+
+def test_class_named_like_a_bookkeeping_file_is_refused_before_work(
+    tmp_path: Path, recipe: Path
+) -> None:
+    src = make_tree(tmp_path / "in", {"errors.csv": 1, "dog": 1})
+    out = tmp_path / "out"
+    result = invoke("expand", "-r", recipe, src, out)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "augctl: error: class folder 'errors.csv' has the name of a file augctl writes in OUT; rename it\n"
+    )
+    assert not out.exists()
+
+
+def test_torn_record_inside_a_quoted_line_break_is_repaired(tmp_path: Path, recipe: Path) -> None:
+    src = make_tree(tmp_path / "in", {"ne\nwline": 2})
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, src, out, "-q").exit_code == 0
+    reference = (out / "manifest.csv").read_bytes()
+    with open(out / "manifest.csv", "a", encoding="utf-8", newline="") as f:
+        f.write('"ne\nwline/img_0_jpg_aug009.jpg","ne\nwl')  # an append cut off by a crash
+    result = invoke("expand", "-r", recipe, src, out, "-q")
+    assert result.exit_code == 0, result.output
+    assert (out / "manifest.csv").read_bytes() == reference
+    assert invoke("verify", out).exit_code == 0
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+
+
+def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "big"
+    src.mkdir(parents=True)
+    (src / "huge.png").write_bytes(_png_header_only(14_000, 14_000))  # 196 Mpx, a few bytes
+    for max_pixels, reason in (
+        (300_000_000, "corrupt or truncated"),
+        (100_000_000, "more than input.max_pixels"),
+    ):
+        recipe = tmp_path / f"r{max_pixels}.yaml"
+        recipe.write_text(f"version: 1\nvariants: 1\ninput: {{max_pixels: {max_pixels}}}\n")
+        out = tmp_path / f"out{max_pixels}"
+        assert invoke("expand", "-r", recipe, tmp_path / "in", out, "-q").exit_code == 0
+        (error,) = read_manifest(out, "errors.csv")
+        assert reason in error["reason"] and "decompression bomb" not in error["reason"]
+
+
+def test_files_from_run_keeps_earlier_errors(tmp_path: Path, recipe: Path) -> None:
+    src = make_tree(tmp_path / "in", {"cat": 2})
+    (src / "cat" / "bad.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, src, out, "-q").exit_code == 0
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"cat/img_0.jpg\ncat/\xff\xfe.jpg\n")
+    result = invoke("expand", "-r", recipe, src, out, "-q", "--files-from", listing)
+    assert result.exit_code == 0, result.output
+    errors = {e["source_path"]: e["reason"] for e in read_manifest(out, "errors.csv")}
+    assert set(errors) == {"cat/bad.jpg", "cat/\ufffd\ufffd.jpg"}
+    assert errors["cat/\ufffd\ufffd.jpg"] == "file name is not valid UTF-8; rename it"
+
+
+def test_overrides_are_bounded_and_destructive_flags_ignore_the_environment(
+    tmp_path: Path, recipe: Path, tree: Path
+) -> None:
+    result = invoke("expand", "-r", recipe, tree, tmp_path / "o", "-n", "100000000")
+    assert result.exit_code == 2 and "100000000 is not in the range 0<=x<=100000" in result.stderr
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, tree, out, "-q").exit_code == 0
+    result = invoke(
+        "expand", "-r", recipe, tree, out, "-q", "--seed", "9", env={"AUGCTL_OVERWRITE": "1"}
+    )
+    assert result.exit_code == 2 and "holds a run of a different recipe" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _slow_job(tmp_path: Path) -> tuple[Path, Path, Path]:
+    src = make_tree(tmp_path / "in", {"a": 20, "b": 20}, size=(400, 300))
+    recipe = tmp_path / "slow.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 8\noutput: {format: png}\npipeline:\n  - elastic: {}\n"
+    )
+    return src, recipe, tmp_path / "out"
+
+
+def test_workers_leave_when_the_parent_is_killed_alone(tmp_path: Path) -> None:
+    src, recipe, out = _slow_job(tmp_path)
+    proc = subprocess.Popen(
+        augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q"), stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and not list(out.glob("*/*.png")):
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert workers, "no worker processes found"
+    os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer would
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "workers outlived their parent"
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
+    src, recipe, out = _slow_job(tmp_path)
+    proc = subprocess.Popen(
+        augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q"), stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("*/*.png")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err.decode()
+    assert "interrupted; re-run the same command to continue" in err.decode()
+    assert all((out / r["output_path"]).is_file() for r in read_manifest(out))
+    assert "Traceback" not in err.decode()
+
+
+def test_posterize_zero_bits_is_a_recipe_error(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: 1\npipeline:\n  - posterize: {bits: 0}\n")
+    result = invoke("validate", bad)
+    assert result.exit_code == 2
+    assert (
+        "pipeline[0].posterize.bits: expected a value in int or [lo, hi] in [1..8], got 0"
+        in result.stderr
+    )
+
+
+def test_outputs_are_identical_with_more_tasks_than_the_window(
+    tmp_path: Path, recipe: Path
+) -> None:
+    # 40 sources over 2 workers keep the bounded window full and finish out of order.
+    src = make_tree(tmp_path / "in", {"a": 20, "b": 20}, size=(40, 30))
+    for j in ("1", "2"):
+        assert invoke("expand", "-r", recipe, src, tmp_path / j, "-q", "-j", j).exit_code == 0
+    assert output_files(tmp_path / "1") == output_files(tmp_path / "2")
+    assert (tmp_path / "1" / "manifest.csv").read_bytes() == (
+        tmp_path / "2" / "manifest.csv"
+    ).read_bytes()
