@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import posixpath
 import time
@@ -149,73 +150,77 @@ def expand(
             sorted(Counter(s.cls for s in listing.sources if _in(part, s.rel)).items())
         ),
     )
-    with _output_errors(output_dir):
-        owned = None  # the files of this run: all of OUT, or a shard's own
-        if part is not None:
-            owned = {v.out_rel for t in tasks for v in t.variants} | set(files.names())
-        done, old_errors = _prepare_output(
-            out_dir, in_dir, rec, overwrite, files, owned, listing.classes if part else ()
-        )
-        run_info = {
-            "augctl_version": __version__,
-            "status": "running",
-            "command": command,
-            "recipe_sha256": rec.sha256,
-            "recipe": rec.to_dict(),
-            "listing_sha256": identity,
-            "shard": part.index if part else None,
-            "shards": part.count if part else None,
-            "input_dir": str(input_dir),
-            "input_root": in_dir,
-        }
-        # The run file goes first: a shard starting beside this one then sees whose
-        # class folders these are.
-        manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
-        for cls in {t.source.cls for t in tasks}:
-            os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
-        writer = manifest.ManifestWriter(os.path.join(out_dir, files.working))
-    pending = _pending(tasks, done)
-    summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
-    errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
-    # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
-    walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
-    this_run = {t.source.rel for t in tasks} | {s.rel for s in skipped}
-    errors += [
-        e
-        for e in old_errors
-        if e["source_path"] in walked - this_run and _in(part, e["source_path"])
-    ]
-    job = Job(
-        recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
-    )
+    lock = _lock_output(out_dir, files.run_json)
     try:
-        # closing(): on an early stop the workers are stopped now, not at interpreter exit.
-        with contextlib.closing(run(job, pending, workers or default_workers())) as results:
-            _collect(results, len(pending), writer, errors, summary, on_error, progress)
-    finally:
         with _output_errors(output_dir):
-            writer.close()
-            errors.sort(key=lambda e: e["source_path"])
-            if part is None:  # a shard writes its errors part only once it is complete
-                _write_errors(out_dir, files, errors)
-    with _output_errors(output_dir):
-        rows = _final_rows(out_dir, files)
-        manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)
-        if part is not None:
-            _write_errors(out_dir, files, errors)
-        summary.skipped = len(errors)
-        summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
-        summary.seconds = time.monotonic() - started
-        run_info.update(
-            status="complete", rows=len(rows), errors=len(errors), summary=summary.to_dict()
+            owned = None  # the files of this run: all of OUT, or a shard's own
+            if part is not None:
+                owned = {v.out_rel for t in tasks for v in t.variants} | set(files.names())
+            done, old_errors = _prepare_output(
+                out_dir, in_dir, rec, overwrite, files, owned, listing.classes if part else ()
+            )
+            run_info = {
+                "augctl_version": __version__,
+                "status": "running",
+                "command": command,
+                "recipe_sha256": rec.sha256,
+                "recipe": rec.to_dict(),
+                "listing_sha256": identity,
+                "shard": part.index if part else None,
+                "shards": part.count if part else None,
+                "input_dir": str(input_dir),
+                "input_root": in_dir,
+            }
+            # The run file goes first: a shard starting beside this one then sees whose
+            # class folders these are.
+            manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
+            for cls in {t.source.cls for t in tasks}:
+                os.makedirs(os.path.join(out_dir, cls), exist_ok=True)
+            writer = manifest.ManifestWriter(os.path.join(out_dir, files.working))
+        pending = _pending(tasks, done)
+        summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
+        errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
+        # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
+        walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
+        this_run = {t.source.rel for t in tasks} | {s.rel for s in skipped}
+        errors += [
+            e
+            for e in old_errors
+            if e["source_path"] in walked - this_run and _in(part, e["source_path"])
+        ]
+        job = Job(
+            recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
         )
-        manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
-        # A worker killed while writing (OOM, a lost Dask worker) left its temporary file.
-        _remove_temp_files(out_dir, owned)
-        if files.working != files.manifest:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(out_dir, files.working))
-    return summary
+        try:
+            # closing(): on an early stop the workers are stopped now, not at interpreter exit.
+            with contextlib.closing(run(job, pending, workers or default_workers())) as results:
+                _collect(results, len(pending), writer, errors, summary, on_error, progress)
+        finally:
+            with _output_errors(output_dir):
+                writer.close()
+                errors.sort(key=lambda e: e["source_path"])
+                if part is None:  # a shard writes its errors part only once it is complete
+                    _write_errors(out_dir, files, errors)
+        with _output_errors(output_dir):
+            rows = _final_rows(out_dir, files)
+            manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)
+            if part is not None:
+                _write_errors(out_dir, files, errors)
+            summary.skipped = len(errors)
+            summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
+            summary.seconds = time.monotonic() - started
+            run_info.update(
+                status="complete", rows=len(rows), errors=len(errors), summary=summary.to_dict()
+            )
+            manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
+            # A worker killed while writing (OOM, a lost Dask worker) left its temporary file.
+            _remove_temp_files(out_dir, owned)
+            if files.working != files.manifest:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(out_dir, files.working))
+        return summary
+    finally:
+        os.close(lock)
 
 
 def _as_shard(shard: ShardSpec) -> Shard | None:
@@ -598,6 +603,27 @@ def _prepare_output(
     if not rows:
         return done, []
     return done, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
+
+
+def _lock_output(out_dir: str, run_file: str) -> int:
+    """Hold OUT for this run (or this shard): a second run would interleave its writes.
+
+    The lock is released by the kernel however the process ends, so a killed run
+    never leaves OUT locked.
+    """
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd = os.open(os.path.join(out_dir, f".{run_file}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {out_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(
+            f"another augctl run is writing to {out_dir} ({run_file}); wait for it to finish"
+        ) from None
+    return fd
 
 
 def _same_dir(a: str, b: str) -> bool:

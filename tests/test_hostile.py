@@ -252,3 +252,21 @@ def test_outputs_are_identical_with_more_tasks_than_the_window(
     assert (tmp_path / "1" / "manifest.csv").read_bytes() == (
         tmp_path / "2" / "manifest.csv"
     ).read_bytes()
+
+
+def test_a_second_run_on_the_same_output_waits_its_turn(
+    tmp_path: Path, recipe: Path, tree: Path
+) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".run.json.lock", "w") as held:  # what a running expand holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = invoke("expand", "-r", recipe, tree, out)
+        assert result.exit_code == 2
+        assert (
+            result.stderr
+            == f"augctl: error: another augctl run is writing to {out} (run.json); wait for it to finish\n"
+        )
+    assert invoke("expand", "-r", recipe, tree, out, "-q").exit_code == 0
