@@ -1,0 +1,286 @@
+"""Benchmark augctl against the decode+encode floor, plus start-up and planning checks.
+
+    python benchmarks/bench.py [--corpus bench-data] [--quick]
+
+Builds the corpora first if they are missing (``make_corpus.py``). For each corpus
+(``imagenet``, ``large``) and each worker count, it times, interleaved and ``--repeats``
+times each (medians are printed):
+
+* the floor: every source read and decoded once, then encoded ``N`` times unchanged as
+  JPEG q90 and written to a file, in the same kind of process pool as augctl (spawn
+  context, one task per source, the same bounded window of tasks in flight);
+* augctl: the real ``augctl.expand`` with ``configs/benchmark.yaml`` (``N`` = its variants).
+
+Each timed run is its own subprocess, so the peak RSS of its pool workers is
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there. Then ``augctl --help`` wall time (median
+of 7) and walking + planning 100,000 generated empty files. ``--quick`` is a smoke run
+(tiny corpus, one repeat, 2,000 files): it checks the script works, not the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import io
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPE = REPO_ROOT / "configs" / "benchmark.yaml"
+CORPORA = ("imagenet", "large")
+QUALITY = 90
+
+
+def _env() -> dict[str, str]:
+    """The environment for child processes: this checkout's augctl first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _child(*args: str) -> dict[str, Any]:
+    """Run this script's `_run` mode in a fresh interpreter; returns its JSON report."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "_run", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- the floor: decode once, encode N times unchanged -----------------------------
+
+
+def _floor_task(src: str, dest_stem: str, n: int) -> int:
+    from PIL import Image
+
+    with open(src, "rb") as f:
+        data = f.read()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    for k in range(1, n + 1):
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=QUALITY)
+        with open(f"{dest_stem}_floor{k:03d}.jpg", "wb") as f:
+            f.write(buf.getvalue())
+    return n
+
+
+def _floor(corpus: Path, out: Path, workers: int, n: int) -> int:
+    """The floor over a corpus with augctl's pool shape; returns the sources processed."""
+    jobs = []
+    for cls in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        (out / cls.name).mkdir(parents=True, exist_ok=True)
+        for src in sorted(cls.iterdir()):
+            jobs.append((str(src), str(out / cls.name / src.stem)))
+    ctx = multiprocessing.get_context("spawn")
+    window = max(2, workers * 4)  # as augctl.execute.run_local
+    done = 0
+    todo = iter(jobs)
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        running: set[cf.Future] = set()
+        while True:
+            while len(running) < window:
+                job = next(todo, None)
+                if job is None:
+                    break
+                running.add(pool.submit(_floor_task, *job, n))
+            if not running:
+                return done
+            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+                done += 1
+
+
+def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
+    """One timed run in this process (called in a child); prints nothing itself."""
+    sys.path.insert(0, str(REPO_ROOT))
+    import augctl
+
+    recipe = augctl.load_recipe(RECIPE)
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    if kind == "floor":
+        images = _floor(Path(corpus), Path(out), workers, recipe.variants)
+    else:
+        images = augctl.expand(corpus, out, recipe, workers=workers).processed
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out, ignore_errors=True)
+    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"images": images, "seconds": seconds, "worker_rss_mb": rss_kb / 1024}
+
+
+# --- start-up and planning ---------------------------------------------------------
+
+
+def startup_seconds(runs: int = 7) -> tuple[float, float]:
+    """Median wall time of `augctl --help`, and of a bare interpreter for reference."""
+
+    def median_of(cmd: list[str]) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, env=_env(), check=True)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return median_of([sys.executable, "-m", "augctl", "--help"]), median_of(
+        [sys.executable, "-c", "pass"]
+    )
+
+
+def make_empty_tree(root: Path, files: int, classes: int = 100) -> Path:
+    """`root/cNNN/img_NNNNNN.jpg`, empty files (kept and reused if already complete)."""
+    marker = root / f".complete-{files}"
+    if marker.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    for i in range(files):
+        cls = root / f"c{i % classes:03d}"
+        if i < classes:
+            cls.mkdir(parents=True)
+        (cls / f"img_{i:06d}.jpg").touch()
+    marker.touch()
+    return root
+
+
+def _plan(tree: str) -> dict[str, Any]:
+    """Walk and plan `tree` with the benchmark recipe (called in a child)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from augctl import dataset, plan
+    from augctl.recipe import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    listing = dataset.walk(tree, recipe.extensions)
+    t1 = time.perf_counter()
+    tasks = plan.make_plan(listing, recipe)
+    t2 = time.perf_counter()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "files": len(listing.sources),
+        "outputs": sum(len(t.variants) for t in tasks),
+        "walk": t1 - t0,
+        "plan": t2 - t1,
+        "peak_mb": peak_kb / 1024,
+        "growth_mb": (peak_kb - base_kb) / 1024,
+    }
+
+
+# --- the report --------------------------------------------------------------------
+
+
+def _ensure_corpus(corpus: Path, quick: bool) -> None:
+    info = corpus / "corpus.json"
+    if info.exists() and json.loads(info.read_text()).get("quick") == quick:
+        return
+    shutil.rmtree(corpus, ignore_errors=True)
+    cmd = [sys.executable, str(Path(__file__).with_name("make_corpus.py")), str(corpus)]
+    subprocess.run([*cmd, *(["--quick"] if quick else [])], check=True, env=_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the table."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_run":
+        kind, *rest = argv[1:]
+        report = _plan(rest[0]) if kind == "plan" else _run(kind, rest[0], rest[1], int(rest[2]))
+        print(json.dumps(report))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "bench-data")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny corpus, 1 repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", choices=CORPORA, nargs="+", default=list(CORPORA))
+    parser.add_argument("--plan-files", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    plan_files = 2_000 if args.quick else args.plan_files
+    corpus: Path = args.corpus
+    _ensure_corpus(corpus, args.quick)
+    scratch = corpus / "_out"
+
+    lines = [
+        f"augctl benchmark, {datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Pillow {_version('pillow')}, "
+        f"numpy {_version('numpy')}, {repeats} run(s) each, medians"
+        + (" (QUICK: smoke run, numbers mean nothing)" if args.quick else ""),
+        "",
+        "| corpus | images | workers | floor img/s | augctl img/s | augctl/floor "
+        "| peak RSS/worker |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rates: dict[tuple[str, int], dict[str, float]] = {}
+    for name in args.only:
+        for workers in args.workers:
+            runs: dict[str, list[dict[str, Any]]] = {"floor": [], "augctl": []}
+            for _ in range(repeats):
+                for kind in runs:
+                    runs[kind].append(
+                        _child(kind, str(corpus / name), str(scratch / kind), str(workers))
+                    )
+            rate = {
+                k: statistics.median(r["images"] / r["seconds"] for r in v) for k, v in runs.items()
+            }
+            rss = max(r["worker_rss_mb"] for r in runs["augctl"])
+            rates[name, workers] = rate
+            lines.append(
+                f"| {name} | {runs['augctl'][0]['images']} | {workers} | {rate['floor']:.1f} "
+                f"| {rate['augctl']:.1f} | {rate['augctl'] / rate['floor']:.2f}x "
+                f"| {rss:.0f} MB |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    lines.append("")
+    if 1 in args.workers and 2 in args.workers:
+        for name in args.only:
+            one, two = rates[name, 1], rates[name, 2]
+            lines.append(
+                f"2 vs 1 workers, {name}: augctl {two['augctl'] / one['augctl']:.2f}x, "
+                f"floor {two['floor'] / one['floor']:.2f}x"
+            )
+    help_s, bare_s = startup_seconds()
+    lines.append(
+        f"augctl --help: {help_s:.3f} s (median of 7; bare python -c pass: {bare_s:.3f} s)"
+    )
+    tree = make_empty_tree(corpus / f"_plan{plan_files}", plan_files)
+    plan = _child("plan", str(tree))
+    total = plan["walk"] + plan["plan"]
+    lines.append(
+        f"walk + plan {plan['files']:,} files ({plan['outputs']:,} outputs): {total:.2f} s "
+        f"(walk {plan['walk']:.2f} s, plan {plan['plan']:.2f} s), "
+        f"peak RSS {plan['peak_mb']:.0f} MB (+{plan['growth_mb']:.0f} MB for the plan)"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(dist)
+    except Exception:
+        return "?"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
