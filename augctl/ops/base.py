@@ -15,6 +15,7 @@ from PIL import Image
 Size = tuple[int, int]
 Matrix = tuple[float, float, float, float, float, float]  # forward affine: input -> output coords
 Geometry = Callable[..., tuple[Matrix, Size]]
+Table = Callable[..., list[int]]  # params -> 256 values every colour band is mapped through
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -188,6 +189,7 @@ class Op:
     out_size: Callable[..., Size] | None = None
     doc: str = ""
     uses_partners: bool = False  # sample and apply also take `partners=` (mixing ops)
+    lut: Table | None = None  # set for pure point ops: apply maps colour bands through it
 
     def size_after(self, image_size: Size, params: dict[str, Any]) -> Size:
         """The image size after this op runs with `params`."""
@@ -249,6 +251,7 @@ def register(
     geometry: Geometry | None = None,
     out_size: Callable[..., Size] | None = None,
     uses_partners: bool = False,
+    lut: Table | None = None,
 ) -> Op:
     """Add an op to the registry under its recipe name (names are never reused)."""
     if name in REGISTRY:
@@ -265,6 +268,7 @@ def register(
         out_size=out_size,
         doc=doc,
         uses_partners=uses_partners,
+        lut=lut,
     )
     REGISTRY[name] = op
     return op
@@ -336,6 +340,27 @@ def fill_for(mode: str, fill: Any) -> Any:
     if mode == "RGB":
         return tuple(rgb)
     return rgb[0]
+
+
+_RAMP: list[Image.Image] = []  # a 256x1 image of 0..255, made on first use
+_KEEP = list(range(256))
+
+
+def blend_table(base: int, factor: float) -> list[int]:
+    """The table of `Image.blend(flat(base), image, factor)` per 8-bit value, exactly as PIL."""
+    if not _RAMP:
+        _RAMP.append(Image.frombytes("L", (256, 1), bytes(range(256))))
+    return list(Image.blend(Image.new("L", (256, 1), base), _RAMP[0], factor).tobytes())
+
+
+def map_bands(image: Image.Image, table: list[int]) -> Image.Image:
+    """Map every colour band through a 256-entry table of ints; alpha is kept as it is."""
+    bands = len(image.getbands())
+    full = table * (bands - 1) + _KEEP if image.mode in ("LA", "RGBA") else table * bands
+    # Image.point re-rounds all 256 * bands entries in Python, which costs as much as the
+    # mapping itself on a 224 px image; the tables here are ints already.
+    image.load()
+    return image._new(image.im.point(full, None))
 
 
 def bands_without_alpha(
