@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .ops import REGISTRY
-from .ops.base import RESAMPLE, Matrix, Op, Partners, Size, fill_for
+from .ops.base import RESAMPLE, Matrix, Op, Partners, Size, fill_for, map_bands
 
 COMPOSE_KINDS = ("sequence", "one_of", "some_of", "random_order")
 
@@ -116,44 +116,237 @@ def _weighted_pick(rng: np.random.Generator, children: tuple[Node, ...], k: int)
 
 
 # --- running applied ops ------------------------------------------------------
+#
+# A "segment" is a maximal run of geometric ops and pure lookup-table ops (see README,
+# "Performance"): its geometric ops are composed into one matrix and resampled once, and
+# its table ops are composed into one table applied after the resample. A leading
+# {"op": "decode", ...} entry says the image was decoded at a reduced JPEG scale.
 
+DECODE = "decode"
+DRAFT_SCALES = (8, 4, 2, 1)  # the DCT scales libjpeg decodes at, coarsest first
 _RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+_IDENTITY: Matrix = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+_EPS = 1e-9
 
 
 def run(image: Image.Image, applied: Applied, partners: Partners | None = None) -> Image.Image:
-    """Apply recorded ops in order; a run of 2+ geometric ops is resampled once.
+    """Apply recorded ops in order, fusing geometry and lookup tables (see README).
 
     `partners` loads the images that mixing ops recorded (only they need it).
     """
+    draft, applied = split_decode(applied)
+    size: Size = image.size
+    if draft is not None:
+        size = (int(draft["size"][0]), int(draft["size"][1]))
+        expected = tuple(-(-n // int(draft["scale"])) for n in size)
+        if image.size != expected:
+            raise ValueError(f"the image was not decoded at 1/{draft['scale']} of {size}")
     i = 0
     while i < len(applied):
-        j = _fusable_run_end(applied, i)
-        if j - i >= 2:
-            image = _run_fused(image, applied[i:j])
-            i = j
+        j = segment_end(applied, i)
+        if j == i:  # an op that is neither geometric nor a pure table: run it as it is
+            params = dict(applied[i])
+            op = REGISTRY[params.pop("op")]
+            if op.uses_partners:
+                params["partners"] = partners
+            image = op.apply(image, **params)
+            i += 1
             continue
-        params = dict(applied[i])
-        op = REGISTRY[params.pop("op")]
-        if op.uses_partners:
-            params["partners"] = partners
-        image = op.apply(image, **params)
-        i += 1
+        image = _run_segment(image, size, applied[i:j], draft if i == 0 else None)
+        size, draft, i = image.size, None, j
+    if draft is not None:
+        raise ValueError("a decode entry must be followed by a geometric op")
     return image
 
 
-def _fusable_run_end(applied: Applied, start: int) -> int:
-    """End index of the run of affine ops from `start` whose fill colours agree."""
+def split_decode(applied: Applied) -> tuple[dict[str, Any] | None, Applied]:
+    """The leading decode entry (None if the source was fully decoded) and the other ops."""
+    if applied and applied[0]["op"] == DECODE:
+        return applied[0], applied[1:]
+    return None, applied
+
+
+def decode_entry(scale: int, size: Size, origin: tuple[float, float]) -> dict[str, Any]:
+    """The record of a source decoded at 1/`scale` of its upright size `size`."""
+    entry: dict[str, Any] = {"op": DECODE, "scale": scale, "size": [size[0], size[1]]}
+    if origin != (0, 0):
+        entry["origin"] = [origin[0], origin[1]]
+    return entry
+
+
+def _keeps_fill(entry: dict[str, Any], fill: Any) -> bool:
+    """Whether a table op leaves a fill colour as it is (so it may move past its op)."""
+    params = {k: v for k, v in entry.items() if k != "op"}
+    table = REGISTRY[entry["op"]].lut(**params)
+    values = [fill] * 3 if isinstance(fill, int) else list(fill)
+    values.append(fill_for("L", fill))
+    return all(table[v] == v for v in values)
+
+
+def segment_end(applied: Applied, start: int) -> int:
+    """End of the segment from `start`: geometric and table ops; `start` if there is none.
+
+    Geometric ops in a segment must agree on their fill colour, and a table op moves past
+    a later geometric op of its segment only if it leaves that op's fill colour unchanged.
+    """
     fill = None
+    tables: list[dict[str, Any]] = []
     end = start
     for entry in applied[start:]:
-        if REGISTRY[entry["op"]].geometry is None:
+        op = REGISTRY[entry["op"]]
+        if op.lut is not None:
+            tables.append(entry)
+        elif op.geometry is not None:
+            if "fill" in entry:
+                if fill is not None and entry["fill"] != fill:
+                    break
+                if not all(_keeps_fill(t, entry["fill"]) for t in tables):
+                    break
+                fill = entry["fill"]
+        else:
             break
-        if "fill" in entry:
-            if fill is not None and entry["fill"] != fill:
-                break
-            fill = entry["fill"]
         end += 1
     return end
+
+
+def segment_matrix(group: Applied, size: Size) -> tuple[Matrix, Size, str, Any]:
+    """Forward matrix, output size, resample filter and fill of a segment's geometric ops."""
+    matrix = _IDENTITY
+    fill: Any = 0
+    resample = "nearest"
+    for entry in group:
+        op = REGISTRY[entry["op"]]
+        if op.geometry is None:
+            continue
+        params = {k: v for k, v in entry.items() if k != "op"}
+        step, size = op.geometry(size, **params)
+        matrix = _compose(step, matrix)
+        fill = params.get("fill", fill)
+        if _RANK.get(params.get("resample", "nearest"), 0) > _RANK[resample]:
+            resample = params["resample"]
+    return matrix, size, resample, fill
+
+
+def max_stretch(matrix: Matrix) -> float:
+    """The largest factor by which the matrix stretches any direction (its top singular value)."""
+    a, b, _, d, e, _ = matrix
+    p, q = a * a + b * b + d * d + e * e, a * e - b * d
+    return math.sqrt((p + math.sqrt(max(p * p - 4 * q * q, 0.0))) / 2)
+
+
+def draft_scale(applied: Applied, size: Size) -> int:
+    """The coarsest JPEG DCT scale from which these ops still never magnify (1: full decode).
+
+    Only the first segment reads the decoded pixels; it must hold a geometric op.
+    """
+    end = segment_end(applied, 0)
+    group = applied[:end]
+    if not any(REGISTRY[e["op"]].geometry is not None for e in group):
+        return 1
+    stretch = max_stretch(segment_matrix(group, size)[0])
+    return next(s for s in DRAFT_SCALES if s == 1 or s * stretch <= 1 + _EPS)
+
+
+def _run_segment(
+    image: Image.Image, size: Size, group: Applied, draft: dict[str, Any] | None
+) -> Image.Image:
+    """Resample a segment's geometric ops once, then apply its composed table once."""
+    table = None
+    for entry in group:
+        op = REGISTRY[entry["op"]]
+        if op.lut is not None:
+            step = op.lut(**{k: v for k, v in entry.items() if k != "op"})
+            table = step if table is None else [step[v] for v in table]
+    if any(REGISTRY[e["op"]].geometry is not None for e in group):
+        matrix, out_size, resample, fill = segment_matrix(group, size)
+        if draft is not None:
+            s = float(draft["scale"])
+            ox, oy = draft.get("origin", (0, 0))
+            matrix = _compose(matrix, (s, 0.0, float(ox), 0.0, s, float(oy)))
+        image = warp(image, matrix, out_size, resample, fill)
+    elif table is None:
+        return image.copy()
+    return image if table is None else map_bands(image, table)
+
+
+def warp(image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any) -> Image.Image:
+    """Resample `image` through a forward affine matrix onto a canvas of `size`.
+
+    Axis-aligned matrices (scales, crops, flips, right-angle turns) inside the image use an
+    exact crop or Pillow's antialiased resize, then an exact transpose; anything else is one
+    affine transform (see `_affine`).
+    """
+    a, b, c, d, e, f = matrix
+    swap = abs(a) < _EPS and abs(e) < _EPS
+    if swap:  # output axes swapped: resample to the transposed size, then transpose
+        a, b, c, d, e, f = d, e, f, a, b, c
+        out = _axis_aligned(image, (a, e, c, f), (size[1], size[0]), resample)
+        if out is not None:
+            return out.transpose(Image.Transpose.TRANSPOSE)
+    elif abs(b) < _EPS and abs(d) < _EPS:
+        out = _axis_aligned(image, (a, e, c, f), size, resample)
+        if out is not None:
+            return out
+    return _affine(image, matrix, size, resample, fill)
+
+
+def _axis_aligned(
+    image: Image.Image, scale_shift: tuple[float, float, float, float], size: Size, resample: str
+) -> Image.Image | None:
+    """X = sx*x + cx, Y = sy*y + cy onto `size` as crop/resize plus flips; None if it
+    reaches outside the image."""
+    sx, sy, cx, cy = scale_shift
+    w, h = image.size
+    x0, x1 = sorted(((0 - cx) / sx, (size[0] - cx) / sx))
+    y0, y1 = sorted(((0 - cy) / sy, (size[1] - cy) / sy))
+    if x0 < -_EPS * w or y0 < -_EPS * h or x1 > w * (1 + _EPS) or y1 > h * (1 + _EPS):
+        return None
+    box = (max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h)))
+    ints = [round(v) for v in box]
+    if (
+        abs(abs(sx) - 1) < _EPS
+        and abs(abs(sy) - 1) < _EPS
+        and all(abs(v - i) < 1e-6 for v, i in zip(box, ints))
+    ):
+        out = image.crop(tuple(ints))
+    else:
+        # reducing_gap: shrinks of 3x or more start with a whole-factor box reduction.
+        out = image.resize(size, RESAMPLE[resample], box=box, reducing_gap=3.0)
+    if sx < 0:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if sy < 0:
+        out = out.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return out
+
+
+def _affine(
+    image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any
+) -> Image.Image:
+    """One affine resample. A bilinear one that shrinks to 0.6x or less is done as 2x2
+    supersampling: nearest samples on a canvas twice the size, averaged in 2x2 blocks.
+    That antialiases better than a single bilinear tap at those scales and costs a third;
+    below 0.3x the image is first reduced by a whole factor (box filter) to about 0.6x."""
+    scale = math.sqrt(abs(matrix[0] * matrix[4] - matrix[1] * matrix[3]))
+    supersample = resample == "bilinear" and scale <= 0.6
+    if supersample and scale < 0.3:
+        k = int(0.6 / scale)
+    elif resample == "bicubic" and scale < 0.5:
+        k = int(1.0 / scale)  # keep the remaining scale in [0.5, 1], where bicubic is sharp
+    else:
+        k = 1
+    if k > 1:
+        image = image.reduce(k)
+        matrix = _compose(matrix, (float(k), 0.0, 0.0, 0.0, float(k), 0.0))
+    colour = fill_for(image.mode, fill)
+    if supersample:
+        matrix = _compose((2.0, 0.0, 0.0, 0.0, 2.0, 0.0), matrix)
+        big = (size[0] * 2, size[1] * 2)
+        inverse = _invert(matrix)
+        out = image.transform(big, Image.Transform.AFFINE, inverse, fillcolor=colour)
+        return out.reduce(2)
+    return image.transform(
+        size, Image.Transform.AFFINE, _invert(matrix), resample=RESAMPLE[resample], fillcolor=colour
+    )
 
 
 def _compose(outer: Matrix, inner: Matrix) -> Matrix:
@@ -174,31 +367,3 @@ def _invert(m: Matrix) -> Matrix:
     det = a * e - b * d
     ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
     return (ia, ib, -(ia * c + ib * f), id_, ie, -(id_ * c + ie * f))
-
-
-def _run_fused(image: Image.Image, group: Applied) -> Image.Image:
-    matrix: Matrix = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    size: Size = image.size
-    fill: Any = 0
-    resample = "nearest"
-    for entry in group:
-        params = {k: v for k, v in entry.items() if k != "op"}
-        step, size = REGISTRY[entry["op"]].geometry(size, **params)
-        matrix = _compose(step, matrix)
-        fill = params.get("fill", fill)
-        if _RANK.get(params.get("resample", "nearest"), 0) > _RANK[resample]:
-            resample = params["resample"]
-    # Bilinear/bicubic sampling aliases when shrinking by more than 2x: pre-shrink with a
-    # box filter by a whole factor so that the remaining scale stays in [0.5, 1].
-    scale = math.sqrt(abs(matrix[0] * matrix[4] - matrix[1] * matrix[3]))
-    if resample != "nearest" and scale < 0.5:
-        k = int(1.0 / scale)
-        image = image.reduce(k)
-        matrix = _compose(matrix, (float(k), 0.0, 0.0, 0.0, float(k), 0.0))
-    return image.transform(
-        size,
-        Image.Transform.AFFINE,
-        _invert(matrix),
-        resample=RESAMPLE[resample],
-        fillcolor=fill_for(image.mode, fill),
-    )
