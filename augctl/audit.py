@@ -142,6 +142,7 @@ def replay(
     """Re-create outputs from their manifest rows (source + recorded ops, no rng)."""
     from .execute import load_source, partner_loader, render  # numpy/Pillow only when replaying
     from .ops.base import Partners
+    from .pipeline import split_decode
 
     out = os.fspath(out_dir)
     info = _run_info(out)
@@ -158,9 +159,12 @@ def replay(
             continue
         source = os.path.join(root, *row["source_path"].split("/"))
         fmt, _ = output_format(recipe.format, posixpath.splitext(row["source_path"])[1])
+        ops = json.loads(row["ops"])
+        draft = split_decode(ops)[0]
+        scale = int(draft["scale"]) if draft else 1  # decode as the run did
         try:
-            if cache is None or cache[0] != (source, fmt):
-                cache = ((source, fmt), load_source(source, recipe, fmt))
+            if cache is None or cache[0] != (source, fmt, scale):
+                cache = ((source, fmt, scale), load_source(source, recipe, fmt, scale))
             loaded = cache[1]
         except Exception as exc:
             results.append(Replayed(rel, False, f"cannot load source {row['source_path']}: {exc}"))
@@ -171,7 +175,7 @@ def replay(
             )
             continue
         partners = Partners((), row["source_path"], partner_loader(root, recipe, keeps_alpha(fmt)))
-        _, data = render(loaded, json.loads(row["ops"]), fmt, recipe, partners)
+        _, data = render(loaded, ops, fmt, recipe, partners)
         results.append(_compare(rel, hashlib.sha256(data).hexdigest(), row, os.path.join(out, rel)))
     return results
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import __version__, images, pipeline
+from . import __version__, images, pipeline, plan
 from .errors import SourceError
 from .ops.base import Partners
 from .plan import Task
@@ -28,6 +28,8 @@ from .recipe import Recipe
 
 # A source whose task was running when a worker died this many times is given up on.
 MAX_WORKER_DEATHS = 2
+# Variants 1..PROBE_VARIANTS of a source decide the JPEG draft scale it is decoded at once.
+PROBE_VARIANTS = 8
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,29 @@ class Loaded:
     data: bytes | None  # kept only while a byte-for-byte copy may still be written
 
 
-def load_source(path: str, recipe: Recipe, fmt: str) -> Loaded:
-    """Decode a source as every variant of it sees it."""
-    data = images.read_source(path, recipe.max_pixels)
+def load_source(path: str, recipe: Recipe, fmt: str, scale: int = 1) -> Loaded:
+    """Decode a source as every variant of it sees it.
+
+    `scale` is the JPEG draft scale a row's leading decode entry records (1: full size).
+    """
+    return decoded(images.read_source(path, recipe.max_pixels), recipe, fmt, scale)
+
+
+def decoded(
+    data: bytes, recipe: Recipe, fmt: str, scale: int = 1, header: images.Header | None = None
+) -> Loaded:
+    """A source's bytes decoded at 1/`scale` (`header` from `images.read_header`, if at hand)."""
     keep_alpha = images.keeps_alpha(fmt)
     image = images.decode(
-        data, max_pixels=recipe.max_pixels, keep_alpha=keep_alpha, background=recipe.background
+        data,
+        max_pixels=recipe.max_pixels,
+        keep_alpha=keep_alpha,
+        background=recipe.background,
+        scale=scale,
+        header=header,
     )
     meta = images.read_metadata(data, keep_alpha)
-    copyable = recipe.format == "same" and meta.pristine and meta.format == fmt
+    copyable = recipe.format == "same" and meta.pristine and meta.format == fmt and scale == 1
     return Loaded(image, hashlib.sha256(data).hexdigest(), meta, data if copyable else None)
 
 
@@ -163,33 +179,73 @@ def _readable_partners(
     return out
 
 
+def decode_scales(
+    recipe: Recipe,
+    rel: str,
+    header: images.Header,
+    sampled: dict[int, list[dict[str, Any]]],
+    partners: Partners | None = None,
+) -> dict[int, int]:
+    """The JPEG draft scale of each variant in `sampled` (variant index -> applied ops).
+
+    A source is decoded once at the coarsest scale that gives variants 1..PROBE_VARIANTS all
+    the pixels they need; a variant that needs more gets its own, finer decode. So a variant's
+    scale depends on its source, its own ops and the recipe only, never on how many variants
+    were planned or which of them are still to do.
+    """
+    if not header.draftable:
+        return dict.fromkeys(sampled, 1)
+    need = {i: pipeline.draft_scale(ops, header.size) for i, ops in sampled.items()}
+    common = pipeline.DRAFT_SCALES[0]
+    for index in range(1, PROBE_VARIANTS + 1):
+        if common == 1:
+            break
+        if index not in need:
+            rng = rng_for(plan.variant_seed(recipe.seed, rel, index))
+            ops = pipeline.sample(recipe.pipeline, rng, header.size, partners)
+            need[index] = pipeline.draft_scale(ops, header.size)
+        common = min(common, need[index])
+    return {i: min(common, need[i]) for i in sampled}
+
+
 def run_task(job: Job, task: Task) -> Result:
-    """Decode one source once, write all its variants, and return their manifest rows."""
+    """Decode one source once (per draft scale), write all its variants, return their rows."""
     recipe = job.recipe
     result = Result(task)
     try:
-        source = load_source(task.source.path, recipe, task.fmt)
+        data = images.read_source(task.source.path, recipe.max_pixels)
+        header = images.read_header(data, max_pixels=recipe.max_pixels)
         partners = job.partners(task.source.rel, task.source.cls, task.fmt)
-        for variant in task.variants:
-            applied = (
-                _readable_partners(
-                    pipeline.sample(
-                        recipe.pipeline, rng_for(variant.seed), source.image.size, partners
-                    ),
-                    partners,
-                )
-                if variant.index
+        sampled = {
+            v.index: _readable_partners(
+                pipeline.sample(recipe.pipeline, rng_for(v.seed), header.size, partners), partners
+            )
+            if v.index
+            else []
+            for v in task.variants
+        }
+        scales = decode_scales(recipe, task.source.rel, header, sampled, partners)
+        rows: dict[int, dict[str, Any]] = {}
+        for scale in sorted(set(scales.values()), reverse=True):
+            source = decoded(data, recipe, task.fmt, scale, header)
+            entry = (
+                [pipeline.decode_entry(scale, header.size, images.draft_origin(header, scale))]
+                if scale > 1
                 else []
             )
-            out, encoded = render(source, applied, task.fmt, recipe, partners)
-            try:
-                images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
-            except OSError as exc:
-                result.error = f"cannot write {variant.out_rel}: {exc.strerror or exc}"
-                result.fatal = True
-                return result
-            result.rows.append(
-                {
+            for variant in task.variants:
+                if scales[variant.index] != scale:
+                    continue
+                applied = entry + sampled[variant.index]
+                out, encoded = render(source, applied, task.fmt, recipe, partners)
+                try:
+                    images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
+                except OSError as exc:
+                    result.rows = [rows[i] for i in sorted(rows)]
+                    result.error = f"cannot write {variant.out_rel}: {exc.strerror or exc}"
+                    result.fatal = True
+                    return result
+                rows[variant.index] = {
                     "output_path": variant.out_rel,
                     "source_path": task.source.rel,
                     "class": task.source.cls,
@@ -203,7 +259,8 @@ def run_task(job: Job, task: Task) -> Result:
                     "recipe_sha256": recipe.sha256,
                     "augctl_version": __version__,
                 }
-            )
+            del source
+        result.rows = [rows[i] for i in sorted(rows)]
     except SourceError as exc:
         result.rows, result.error = [], str(exc)
     except MemoryError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import SourceError
 from .ops.base import fill_for
@@ -37,6 +37,11 @@ _SAME = {
 }
 _EXTRA = {"bmp": ("BMP", None, False), "tiff": ("TIFF", None, True), "gif": ("GIF", None, False)}
 TEMP_SUFFIX = ".augctl-tmp"
+_ORIENTATION_TAG = 0x0112
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_PID = [os.getpid()]  # temporary names carry the pid; refreshed in forked children
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def output_format(recipe_format: str, source_ext: str) -> tuple[str, str]:
@@ -115,18 +120,102 @@ def _reason(exc: Exception, head: bytes) -> str:
     return f"corrupt or truncated image data: {exc}"
 
 
-def decode(data: bytes, *, max_pixels: int, keep_alpha: bool, background: Any = 255) -> Image.Image:
-    """Decode an image: first frame, EXIF orientation applied, mode L/LA/RGB/RGBA."""
+@dataclass(frozen=True)
+class Header:
+    """What a source's header says before any pixel is decoded."""
+
+    size: tuple[int, int]  # upright: EXIF orientation applied
+    stored: tuple[int, int]  # as the pixels are stored in the file
+    orientation: int  # EXIF orientation, 1-8 (1 when absent or unreadable)
+    draftable: bool  # a JPEG that libjpeg can decode at 1/2, 1/4 or 1/8 scale
+
+
+# EXIF orientation -> (transpose that makes the image upright, axes swapped, x flipped,
+# y flipped); the flips are of the upright axes relative to the stored ones.
+_ORIENTATIONS = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT, False, True, False),
+    3: (Image.Transpose.ROTATE_180, False, True, True),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM, False, False, True),
+    5: (Image.Transpose.TRANSPOSE, True, False, False),
+    6: (Image.Transpose.ROTATE_270, True, True, False),
+    7: (Image.Transpose.TRANSVERSE, True, True, True),
+    8: (Image.Transpose.ROTATE_90, True, False, True),
+}
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not cost the image; keep it as stored
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def read_header(data: bytes, *, max_pixels: int) -> Header:
+    """Read a source's header: upright size, orientation, whether it can be draft-decoded."""
     try:
         with _pixel_limit_lifted():
             image = Image.open(io.BytesIO(data))
             _check_size(image, max_pixels)
+    except SourceError:
+        raise
+    except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
+        raise SourceError(_reason(exc, data[:64])) from None
+    orientation = _orientation(image)
+    w, h = image.size
+    swapped = orientation in _ORIENTATIONS and _ORIENTATIONS[orientation][1]
+    draftable = image.format == "JPEG" and len(image.tile) == 1 and image.mode in ("L", "RGB")
+    return Header((h, w) if swapped else (w, h), (w, h), orientation, draftable)
+
+
+def draft_origin(header: Header, scale: int) -> tuple[int, int]:
+    """Where the corner of the upright image decoded at 1/`scale` sits in full-size pixels.
+
+    The reduced image covers whole blocks of `scale` pixels, so along an axis that EXIF
+    orientation flips, its origin lies up to `scale - 1` pixels before the full image's.
+    """
+    if header.orientation not in _ORIENTATIONS:
+        return 0, 0
+    _, swapped, flip_x, flip_y = _ORIENTATIONS[header.orientation]
+    w, h = header.stored
+    nx, ny = (h, w) if swapped else (w, h)
+    return (
+        nx - scale * -(-nx // scale) if flip_x else 0,
+        ny - scale * -(-ny // scale) if flip_y else 0,
+    )
+
+
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int,
+    keep_alpha: bool,
+    background: Any = 255,
+    scale: int = 1,
+    header: Header | None = None,
+) -> Image.Image:
+    """Decode an image: first frame, EXIF orientation applied, mode L/LA/RGB/RGBA.
+
+    `scale` > 1 decodes a JPEG at that reduced DCT scale (1/2, 1/4 or 1/8 of each side).
+    `header`, from `read_header(data)`, saves reading the EXIF block again.
+    """
+    try:
+        with _pixel_limit_lifted():
+            image = Image.open(io.BytesIO(data))
+            _check_size(image, max_pixels)
+            orientation = header.orientation if header is not None else _orientation(image)
+            if scale > 1:
+                w, h = image.size
+                image.draft(None, (w // scale, h // scale))
+                if image.size != (-(-w // scale), -(-h // scale)):
+                    raise SourceError(f"cannot decode this image at 1/{scale} scale")
             image.load()
     except SourceError:
         raise
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
         raise SourceError(_reason(exc, data[:64])) from None
-    image = _upright(image)
+    if orientation in _ORIENTATIONS:
+        image = image.transpose(_ORIENTATIONS[orientation][0])
     image = _normalize_mode(image)
     if image.mode in ("LA", "RGBA") and not keep_alpha:
         image = flatten(image, background)
@@ -176,13 +265,6 @@ def _signature(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
     return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not cost the image; keep it as stored
-        return image
 
 
 def _normalize_mode(image: Image.Image) -> Image.Image:
@@ -305,10 +387,17 @@ def encode(
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to a temporary name in the same folder, then rename it into place."""
-    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{os.getpid()}{TEMP_SUFFIX}"
+    head, name = os.path.split(path)
+    tmp = f"{head}/.{name}.{_PID[0]}{TEMP_SUFFIX}"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        # os-level calls: open, write, close and rename are the only system calls per file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
