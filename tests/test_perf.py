@@ -1,0 +1,209 @@
+"""The fast paths keep outputs exact and replayable: draft decoding, fusion, lazy start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, photo, read_manifest
+from PIL import Image
+
+from augctl import images, pipeline
+from augctl.cli import main
+from augctl.execute import rng_for
+from augctl.ops import REGISTRY
+from augctl.ops.base import map_bands
+from augctl.recipe import parse_recipe
+
+DRAFT_RECIPE = """\
+version: 1
+seed: 3
+variants: 4
+include_originals: true
+pipeline:
+  - rotate: {degrees: [-20, 20], p: 0.5}
+  - hflip: {p: 0.5}
+  - brightness: {factor: [0.8, 1.2]}
+  - random_resized_crop: {size: [48, 40], scale: [0.5, 1.0]}
+  - contrast: {factor: [0.8, 1.2]}
+"""
+
+
+def jpeg(path: Path, image: Image.Image, orientation: int = 1) -> Path:
+    """Save a JPEG, stored so that EXIF `orientation` turns it back into `image`."""
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    inverse = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
+    stored = image.transpose(inverse[orientation]) if orientation != 1 else image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def test_draft_decoded_outputs_replay_byte_identical(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for o in range(1, 9):  # odd sizes, so the reduced image's blocks overhang the full one
+        jpeg(src / "a" / f"o{o}.jpg", photo(o, (403, 301)), o)
+    jpeg(src / "b" / "big.jpg", photo(20, (1203, 901)), 6)
+    jpeg(src / "b" / "small.jpg", photo(21, (60, 50)))
+    photo(22, (403, 301)).save(src / "b" / "png.png")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(DRAFT_RECIPE)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["expand", "-r", str(recipe), str(src), str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    scales: dict[str, set] = {}
+    origins = set()
+    for row in read_manifest(out):
+        ops = json.loads(row["ops"])
+        first = ops[0] if ops else {"op": "original"}
+        if first["op"] == "decode":
+            origins.add(tuple(first.get("origin", (0, 0))))
+        key = row["source_path"] if row["variant"] != "0" else "originals"
+        scales.setdefault(key, set()).add(first.get("scale", 1))
+    # Originals need every pixel: their source is decoded a second time, at full size.
+    assert scales.pop("originals") == {1}
+    assert scales.pop("b/big.jpg") == {8}
+    assert scales.pop("b/small.jpg") == scales.pop("b/png.png") == {1}
+    assert set(map(frozenset, scales.values())) == {frozenset({4})}
+    assert len(origins) > 2  # EXIF flips shift the reduced image's origin
+    result = CliRunner().invoke(main, ["verify", str(out), "--deep"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.endswith("55 re-created: OK\n")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_draft_decode_sees_the_same_picture(tmp_path: Path, orientation: int) -> None:
+    # The reduced decode, mapped by the recorded scale and origin, must show the same part
+    # of the picture as the full decode: a misplaced origin shows up as a large difference.
+    upright = photo(orientation, (403, 301)).resize((403, 301), Image.Resampling.BOX)
+    data = jpeg(tmp_path / "x.jpg", upright, orientation).read_bytes()
+    header = images.read_header(data, max_pixels=10**8)
+    assert header.size == (403, 301)
+    ops = [
+        {"op": "rotate", "angle": 7.0, "expand": False, "fill": 0, "resample": "bilinear"},
+        {"op": "crop", "left": 40, "top": 30, "width": 320, "height": 240},
+        {"op": "resize", "size": [80, 60], "fit": "stretch", "resample": "bilinear"},
+    ]
+    scale = pipeline.draft_scale(ops, header.size)
+    assert scale == 4
+    full = pipeline.run(images.decode(data, max_pixels=10**8, keep_alpha=False), ops)
+    entry = pipeline.decode_entry(scale, header.size, images.draft_origin(header, scale))
+    reduced = images.decode(data, max_pixels=10**8, keep_alpha=False, scale=scale)
+    drafted = pipeline.run(reduced, [entry, *ops])
+    diff = np.abs(np.asarray(full, np.int16) - np.asarray(drafted, np.int16))
+    assert drafted.size == full.size and diff.mean() < 4, diff.mean()
+
+
+def test_decode_scale_never_magnifies() -> None:
+    # Whatever the ops, the transform from the reduced image to the output never enlarges,
+    # and the next coarser scale would have (so no pixels are thrown away needlessly).
+    recipe = parse_recipe(
+        """\
+version: 1
+pipeline:
+  - brightness: {factor: [0.5, 1.5], p: 0.5}
+  - some_of:
+      n: [1, 3]
+      steps:
+        - rotate: {degrees: [-90, 90], expand: true}
+        - rotate90: {angles: [90, 270]}
+        - scale: {factor: [0.2, 2.0]}
+        - crop: {fraction: [0.2, 1.0], position: random}
+  - random_resized_crop: {size: [64, 48], scale: [0.05, 1.0]}
+"""
+    )
+    seen = set()
+    for seed in range(400):
+        size = (int(300 + seed * 7 % 3000), int(200 + seed * 13 % 2000))
+        ops = pipeline.sample(recipe.pipeline, rng_for(seed), size)
+        scale = pipeline.draft_scale(ops, size)
+        seen.add(scale)
+        end = pipeline.segment_end(ops, 0)
+        matrix = pipeline.segment_matrix(ops[:end], size)[0]
+        stretch = pipeline.max_stretch(matrix)
+        if scale > 1:  # a full decode may be enlarged: the ops ask for it
+            assert scale * stretch <= 1 + 1e-9, (ops, scale)
+        if scale < 8:
+            assert 2 * scale * stretch > 1, (ops, scale)
+    assert seen >= {1, 2, 4, 8}
+
+
+def test_table_ops_fuse_exactly() -> None:
+    image = photo(3, (61, 47), "RGBA")
+    ops = [
+        {"op": "brightness", "factor": 1.3},
+        {"op": "brightness", "factor": 0.7},
+        {"op": "hflip"},
+        {"op": "brightness", "factor": 1.1},
+    ]
+    sequential = image
+    for entry in ops:
+        params = {k: v for k, v in entry.items() if k != "op"}
+        sequential = REGISTRY[entry["op"]].apply(sequential, **params)
+    assert pipeline.segment_end(ops, 0) == len(ops)  # one segment: one flip, one table
+    assert pipeline.run(image, ops).tobytes() == sequential.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_map_bands_is_image_point_on_colour_bands(mode: str) -> None:
+    image = photo(4, (33, 21), mode)
+    table = [255 - v for v in range(256)]
+    colour = len(mode) - mode.endswith("A")
+    expected = image.point(table * colour + list(range(256)) * (len(mode) - colour))
+    assert map_bands(image, table).tobytes() == expected.tobytes()
+
+
+def test_table_op_stays_before_a_fill_it_would_change() -> None:
+    rotate = {"op": "rotate", "angle": 10.0, "expand": False, "fill": 100, "resample": "bilinear"}
+    dim = {"op": "brightness", "factor": 0.5}
+    assert pipeline.segment_end([dim, rotate], 0) == 1  # 100 -> 50: may not move past
+    assert pipeline.segment_end([dim, {**rotate, "fill": 0}], 0) == 2  # 0 stays 0
+
+
+def test_help_imports_no_numpy_pil_or_tqdm() -> None:
+    code = (
+        "import sys\n"
+        "from augctl.cli import main\n"
+        "for args in (['--help'], ['expand', '--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'PIL', 'tqdm'))\n"
+        "print(heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "[]"
+
+
+def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")  # in the test extra; --quick needs no scikit-image
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick"]
+    proc = subprocess.run(
+        [*cmd, "--corpus", str(tmp_path / "corpus")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| imagenet | 6 | 1 |" in proc.stdout and "| large | 6 | 2 |" in proc.stdout
+    assert "augctl --help:" in proc.stdout and "walk + plan 2,000 files" in proc.stdout
