@@ -147,9 +147,12 @@ def test_table_ops_fuse_exactly() -> None:
     image = photo(3, (61, 47), "RGBA")
     ops = [
         {"op": "brightness", "factor": 1.3},
-        {"op": "brightness", "factor": 0.7},
+        {"op": "posterize", "bits": 5},
         {"op": "hflip"},
-        {"op": "brightness", "factor": 1.1},
+        {"op": "gamma", "gamma": 0.8, "gain": 1.0},
+        {"op": "solarize", "threshold": 200.0},
+        {"op": "invert"},
+        {"op": "brightness", "factor": 0.7},
     ]
     sequential = image
     for entry in ops:
@@ -157,6 +160,25 @@ def test_table_ops_fuse_exactly() -> None:
         sequential = REGISTRY[entry["op"]].apply(sequential, **params)
     assert pipeline.segment_end(ops, 0) == len(ops)  # one segment: one flip, one table
     assert pipeline.run(image, ops).tobytes() == sequential.tobytes()
+
+
+TABLE_OPS = sorted(name for name, op in REGISTRY.items() if op.lut is not None)
+
+
+@pytest.mark.parametrize("name", TABLE_OPS)
+def test_table_ops_apply_exactly_their_table(name: str) -> None:
+    # What lets the runner compose them: apply is nothing but its table on colour bands.
+    op = REGISTRY[name]
+    for mode in ("L", "LA", "RGB", "RGBA"):
+        image = photo(9, (37, 23), mode)
+        for seed in range(4):
+            params = op.sample(np.random.default_rng(seed), image.size, **op.defaults())
+            expected = op.apply(image, **params).tobytes()
+            assert map_bands(image, op.lut(**params)).tobytes() == expected, (mode, params)
+
+
+def test_every_exact_point_op_declares_its_table() -> None:
+    assert {"brightness", "gamma", "invert", "posterize", "solarize"} <= set(TABLE_OPS)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])

@@ -63,10 +63,13 @@ def hue(image: Image.Image, *, factor: float) -> Image.Image:
     return bands_without_alpha(image, lambda im: _shift_hue(im, factor))
 
 
+def _gamma_table(*, gamma: float, gain: float = 1.0) -> list[int]:
+    return [min(255, int((255 + 1 - 1e-3) * gain * (i / 255.0) ** gamma)) for i in range(256)]
+
+
 def gamma(image: Image.Image, *, gamma: float, gain: float = 1.0) -> Image.Image:
     """Map each value v to 255 * gain * (v / 255) ** gamma, as torchvision's adjust_gamma."""
-    lut = [min(255, int((255 + 1 - 1e-3) * gain * (i / 255.0) ** gamma)) for i in range(256)]
-    return bands_without_alpha(image, lambda im: im.point(lut * len(im.getbands())))
+    return map_bands(image, _gamma_table(gamma=gamma, gain=gain))
 
 
 _JITTER: dict[str, Callable[..., Image.Image]] = {
@@ -125,6 +128,20 @@ def posterize(image: Image.Image, *, bits: int) -> Image.Image:
 def solarize(image: Image.Image, *, threshold: float) -> Image.Image:
     """Invert every value >= `threshold` (PIL's ImageOps.solarize; 256 changes nothing)."""
     return bands_without_alpha(image, lambda im: ImageOps.solarize(im, threshold))
+
+
+# The tables ImageOps.posterize, solarize and invert map every band through (for fusion).
+def _posterize_table(*, bits: int) -> list[int]:
+    mask = ~(2 ** (8 - bits) - 1)
+    return [i & mask for i in range(256)]
+
+
+def _solarize_table(*, threshold: float) -> list[int]:
+    return [i if i < threshold else 255 - i for i in range(256)]
+
+
+def _invert_table() -> list[int]:
+    return list(range(255, -1, -1))
 
 
 def invert(image: Image.Image) -> Image.Image:
@@ -203,6 +220,7 @@ register(
         "gamma": Num([0.8, 1.25], "exponent: < 1 brightens, > 1 darkens", lo=0, hi=10),
         "gain": Num(1.0, "multiplier applied after the power", lo=0, hi=10),
     },
+    lut=_gamma_table,
 )
 _JITTER_FACTOR = Num([0.6, 1.4], "factor; 1 keeps the image", lo=0, hi=10)
 register(
@@ -225,14 +243,16 @@ register(
     family="photometric",
     apply=posterize,
     params={"bits": Num([4, 8], "bits kept per value", lo=1, hi=8, integer=True)},
+    lut=_posterize_table,
 )
 register(
     "solarize",
     family="photometric",
     apply=solarize,
     params={"threshold": Num(128, "values at or above it are inverted", lo=0, hi=256)},
+    lut=_solarize_table,
 )
-register("invert", family="photometric", apply=invert)
+register("invert", family="photometric", apply=invert, lut=_invert_table)
 register(
     "sharpness",
     family="photometric",
