@@ -225,6 +225,7 @@ def run_task(job: Job, task: Task) -> Result:
             for v in task.variants
         }
         scales = decode_scales(recipe, task.source.rel, header, sampled, partners)
+        recipe_sha = recipe.sha256  # a property that hashes the whole recipe: once per task
         rows: dict[int, dict[str, Any]] = {}
         for scale in sorted(set(scales.values()), reverse=True):
             source = decoded(data, recipe, task.fmt, scale, header)
@@ -256,7 +257,7 @@ def run_task(job: Job, task: Task) -> Result:
                     "height": out.height,
                     "source_sha256": source.sha256,
                     "output_sha256": hashlib.sha256(encoded).hexdigest(),
-                    "recipe_sha256": recipe.sha256,
+                    "recipe_sha256": recipe_sha,
                     "augctl_version": __version__,
                 }
             del source
