@@ -174,10 +174,23 @@ def decode_entry(scale: int, size: Size, origin: tuple[float, float]) -> dict[st
     return entry
 
 
-def _keeps_fill(entry: dict[str, Any], fill: Any) -> bool:
-    """Whether a table op leaves a fill colour as it is (so it may move past its op)."""
-    params = {k: v for k, v in entry.items() if k != "op"}
-    table = REGISTRY[entry["op"]].lut(**params)
+def _table(entry: dict[str, Any]) -> list[int]:
+    return REGISTRY[entry["op"]].lut(**{k: v for k, v in entry.items() if k != "op"})
+
+
+def _may_move_past(entry: dict[str, Any], geometric: dict[str, Any]) -> bool:
+    """Whether a table op may run after a geometric op that the recipe puts after it.
+
+    Its table must be smooth (second differences of at most 2: no steps, as posterize and
+    solarize have), so that mapping interpolated values is mapping-then-interpolating up to
+    rounding, and it must leave the geometric op's fill colour as it is.
+    """
+    table = _table(entry)
+    if any(abs(table[v + 1] - 2 * table[v] + table[v - 1]) > 2 for v in range(1, 255)):
+        return False
+    if "fill" not in geometric:
+        return True
+    fill = geometric["fill"]
     values = [fill] * 3 if isinstance(fill, int) else list(fill)
     values.append(fill_for("L", fill))
     return all(table[v] == v for v in values)
@@ -186,8 +199,8 @@ def _keeps_fill(entry: dict[str, Any], fill: Any) -> bool:
 def segment_end(applied: Applied, start: int) -> int:
     """End of the segment from `start`: geometric and table ops; `start` if there is none.
 
-    Geometric ops in a segment must agree on their fill colour, and a table op moves past
-    a later geometric op of its segment only if it leaves that op's fill colour unchanged.
+    Geometric ops in a segment must agree on their fill colour, and every table op of the
+    segment must be allowed to move past the geometric ops after it (`_may_move_past`).
     """
     fill = None
     tables: list[dict[str, Any]] = []
@@ -197,12 +210,11 @@ def segment_end(applied: Applied, start: int) -> int:
         if op.lut is not None:
             tables.append(entry)
         elif op.geometry is not None:
-            if "fill" in entry:
-                if fill is not None and entry["fill"] != fill:
-                    break
-                if not all(_keeps_fill(t, entry["fill"]) for t in tables):
-                    break
-                fill = entry["fill"]
+            if "fill" in entry and fill is not None and entry["fill"] != fill:
+                break
+            if not all(_may_move_past(t, entry) for t in tables):
+                break
+            fill = entry.get("fill", fill)
         else:
             break
         end += 1

@@ -143,23 +143,39 @@ pipeline:
     assert seen >= {1, 2, 4, 8}
 
 
+def sequential(image: Image.Image, ops: list[dict]) -> Image.Image:
+    for entry in ops:
+        params = {k: v for k, v in entry.items() if k != "op"}
+        image = REGISTRY[entry["op"]].apply(image, **params)
+    return image
+
+
 def test_table_ops_fuse_exactly() -> None:
     image = photo(3, (61, 47), "RGBA")
-    ops = [
+    tables = [
         {"op": "brightness", "factor": 1.3},
         {"op": "posterize", "bits": 5},
-        {"op": "hflip"},
         {"op": "gamma", "gamma": 0.8, "gain": 1.0},
         {"op": "solarize", "threshold": 200.0},
         {"op": "invert"},
         {"op": "brightness", "factor": 0.7},
     ]
-    sequential = image
-    for entry in ops:
-        params = {k: v for k, v in entry.items() if k != "op"}
-        sequential = REGISTRY[entry["op"]].apply(sequential, **params)
-    assert pipeline.segment_end(ops, 0) == len(ops)  # one segment: one flip, one table
-    assert pipeline.run(image, ops).tobytes() == sequential.tobytes()
+    assert pipeline.segment_end(tables, 0) == len(tables)  # one table, one pass
+    assert pipeline.run(image, tables).tobytes() == sequential(image, tables).tobytes()
+    # Smooth tables move past an exact flip: still identical to running them in turn.
+    moved = [tables[0], tables[2], {"op": "hflip"}, tables[4], tables[5]]
+    assert pipeline.segment_end(moved, 0) == len(moved)
+    assert pipeline.run(image, moved).tobytes() == sequential(image, moved).tobytes()
+
+
+def test_table_op_stays_before_geometry_it_does_not_commute_with() -> None:
+    rotate = {"op": "rotate", "angle": 10.0, "expand": False, "fill": 100, "resample": "bilinear"}
+    dim = {"op": "brightness", "factor": 0.5}
+    assert pipeline.segment_end([dim, rotate], 0) == 1  # 100 -> 50: may not move past
+    assert pipeline.segment_end([dim, {**rotate, "fill": 0}], 0) == 2  # 0 stays 0
+    steps = {"op": "posterize", "bits": 2}  # interpolating across its steps is not the same
+    assert pipeline.segment_end([steps, {"op": "hflip"}], 0) == 1
+    assert pipeline.segment_end([{"op": "hflip"}, steps], 0) == 2  # after geometry: fine
 
 
 TABLE_OPS = sorted(name for name, op in REGISTRY.items() if op.lut is not None)
@@ -188,13 +204,6 @@ def test_map_bands_is_image_point_on_colour_bands(mode: str) -> None:
     colour = len(mode) - mode.endswith("A")
     expected = image.point(table * colour + list(range(256)) * (len(mode) - colour))
     assert map_bands(image, table).tobytes() == expected.tobytes()
-
-
-def test_table_op_stays_before_a_fill_it_would_change() -> None:
-    rotate = {"op": "rotate", "angle": 10.0, "expand": False, "fill": 100, "resample": "bilinear"}
-    dim = {"op": "brightness", "factor": 0.5}
-    assert pipeline.segment_end([dim, rotate], 0) == 1  # 100 -> 50: may not move past
-    assert pipeline.segment_end([dim, {**rotate, "fill": 0}], 0) == 2  # 0 stays 0
 
 
 def test_help_imports_no_numpy_pil_or_tqdm() -> None:
