@@ -336,8 +336,8 @@ def _affine(
 ) -> Image.Image:
     """One affine resample. A bilinear one that shrinks to 0.6x or less is done as 2x2
     supersampling: nearest samples on a canvas twice the size, averaged in 2x2 blocks.
-    That antialiases better than a single bilinear tap at those scales and costs a third;
-    below 0.3x the image is first reduced by a whole factor (box filter) to about 0.6x."""
+    That antialiases better than a single bilinear tap at those scales and costs less than
+    half; below 0.3x the image is first reduced by a whole factor (box filter) to about 0.6x."""
     scale = math.sqrt(abs(matrix[0] * matrix[4] - matrix[1] * matrix[3]))
     supersample = resample == "bilinear" and scale <= 0.6
     if supersample and scale < 0.3:
