@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "configs" / "benchmark.yaml"
@@ -49,10 +49,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _child(*args: str) -> dict[str, Any]:
-    """Run this script's `_run` mode in a fresh interpreter; returns its JSON report."""
+def _child(*args: str, script: str = __file__) -> dict[str, Any]:
+    """Run a script's `_run` mode in a fresh interpreter; returns its JSON report."""
     proc = subprocess.run(
-        [sys.executable, __file__, "_run", *args],
+        [sys.executable, script, "_run", *args],
         capture_output=True,
         text=True,
         env=_env(),
@@ -81,8 +81,10 @@ def _floor_task(src: str, dest_stem: str, n: int) -> int:
     return n
 
 
-def _floor(corpus: Path, out: Path, workers: int, n: int) -> int:
-    """The floor over a corpus with augctl's pool shape; returns the sources processed."""
+def pool_run(
+    task: Callable[[str, str, int], int], corpus: Path, out: Path, workers: int, n: int
+) -> int:
+    """Run `task(source, dest_stem, n)` over a corpus in augctl's pool shape; returns sources."""
     jobs = []
     for cls in sorted(p for p in corpus.iterdir() if p.is_dir()):
         (out / cls.name).mkdir(parents=True, exist_ok=True)
@@ -99,13 +101,16 @@ def _floor(corpus: Path, out: Path, workers: int, n: int) -> int:
                 job = next(todo, None)
                 if job is None:
                     break
-                running.add(pool.submit(_floor_task, *job, n))
+                running.add(pool.submit(task, *job, n))
             if not running:
                 return done
             finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 future.result()
                 done += 1
+
+
+TASKS: dict[str, Callable[[str, str, int], int]] = {"floor": _floor_task}
 
 
 def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
@@ -116,10 +121,11 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
     recipe = augctl.load_recipe(RECIPE)
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    if kind == "floor":
-        images = _floor(Path(corpus), Path(out), workers, recipe.variants)
-    else:
+    if kind == "augctl":
         images = augctl.expand(corpus, out, recipe, workers=workers).processed
+    else:
+        task = TASKS[kind]
+        images = pool_run(task, Path(corpus), Path(out), workers, recipe.variants)
     seconds = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
     rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
