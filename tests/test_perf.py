@@ -61,6 +61,9 @@ def test_draft_decoded_outputs_replay_byte_identical(tmp_path: Path) -> None:
     jpeg(src / "b" / "big.jpg", photo(20, (1203, 901)), 6)
     jpeg(src / "b" / "small.jpg", photo(21, (60, 50)))
     photo(22, (403, 301)).save(src / "b" / "png.png")
+    (src / "c").mkdir()
+    photo(23, (403, 301)).save(src / "c" / "progressive.jpg", progressive=True)
+    photo(24, (403, 301), "L").save(src / "c" / "gray.jpg")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(DRAFT_RECIPE)
     out = tmp_path / "out"
@@ -79,11 +82,11 @@ def test_draft_decoded_outputs_replay_byte_identical(tmp_path: Path) -> None:
     assert scales.pop("originals") == {1}
     assert scales.pop("b/big.jpg") == {8}
     assert scales.pop("b/small.jpg") == scales.pop("b/png.png") == {1}
-    assert set(map(frozenset, scales.values())) == {frozenset({4})}
+    assert set(map(frozenset, scales.values())) == {frozenset({4})}  # incl. progressive, gray
     assert len(origins) > 2  # EXIF flips shift the reduced image's origin
     result = CliRunner().invoke(main, ["verify", str(out), "--deep"])
     assert result.exit_code == 0, result.output
-    assert result.stderr.endswith("55 re-created: OK\n")
+    assert result.stderr.endswith("65 re-created: OK\n")
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
