@@ -22,6 +22,7 @@ from PIL import Image
 
 from . import __version__, images, pipeline, plan
 from .errors import SourceError
+from .ops import REGISTRY
 from .ops.base import Partners
 from .plan import Task
 from .recipe import Recipe
@@ -208,6 +209,23 @@ def decode_scales(
     return {i: min(common, need[i]) for i in sampled}
 
 
+def _check_sizes(
+    size: tuple[int, int], sampled: dict[int, list[dict[str, Any]]], limit: int
+) -> None:
+    """Refuse variants whose ops would grow an image past input.max_pixels (pad, resize,
+    scale): the output side gets the same guard as the input side, before any pixel."""
+    for applied in sampled.values():
+        w, h = size
+        for entry in applied:
+            params = {k: v for k, v in entry.items() if k != "op"}
+            w, h = REGISTRY[entry["op"]].size_after((w, h), params)
+            if w * h > limit:
+                raise SourceError(
+                    f"the recipe would make a {w}x{h} image from it ({entry['op']}), "
+                    f"more than input.max_pixels ({limit:,})"
+                )
+
+
 def run_task(job: Job, task: Task) -> Result:
     """Decode one source once (per draft scale), write all its variants, return their rows."""
     recipe = job.recipe
@@ -224,6 +242,7 @@ def run_task(job: Job, task: Task) -> Result:
             else []
             for v in task.variants
         }
+        _check_sizes(header.size, sampled, recipe.max_pixels)
         scales = decode_scales(recipe, task.source.rel, header, sampled, partners)
         recipe_sha = recipe.sha256  # a property that hashes the whole recipe: once per task
         rows: dict[int, dict[str, Any]] = {}

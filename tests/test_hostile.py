@@ -270,3 +270,19 @@ def test_a_second_run_on_the_same_output_waits_its_turn(
             == f"augctl: error: another augctl run is writing to {out} (run.json); wait for it to finish\n"
         )
     assert invoke("expand", "-r", recipe, tree, out, "-q").exit_code == 0
+
+
+def test_ops_that_would_grow_an_image_past_max_pixels_are_refused(
+    tmp_path: Path, tree: Path
+) -> None:
+    # resize: {size: [100000, 100000]} once validated, then every source ran out of memory.
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text("version: 1\nvariants: 1\npipeline:\n  - resize: {size: [100000, 100000]}\n")
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", recipe, tree, out, "-q").exit_code == 0
+    errors = read_manifest(out, "errors.csv")
+    assert len(errors) == 7
+    assert errors[0]["reason"] == (
+        "the recipe would make a 100000x100000 image from it (resize), "
+        "more than input.max_pixels (89,478,485)"
+    )
