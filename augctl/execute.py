@@ -206,7 +206,9 @@ def decode_scales(
             ops = pipeline.sample(recipe.pipeline, rng, header.size, partners)
             need[index] = pipeline.draft_scale(ops, header.size)
         common = min(common, need[index])
-    return {i: min(common, need[i]) for i in sampled}
+    # A side shorter than the scale would decode to nothing (libjpeg needs one pixel).
+    cap = next(s for s in pipeline.DRAFT_SCALES if s <= min(header.stored))
+    return {i: min(common, need[i], cap) for i in sampled}
 
 
 def _check_sizes(

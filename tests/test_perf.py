@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, photo, read_manifest
+from conftest import REPO, SAMPLE_DATA, photo, read_manifest
 from PIL import Image
 
 from augctl import images, pipeline
@@ -136,7 +136,7 @@ pipeline:
         ops = pipeline.sample(recipe.pipeline, rng_for(seed), size)
         scale = pipeline.draft_scale(ops, size)
         seen.add(scale)
-        end = pipeline.segment_end(ops, 0)
+        end = pipeline.segment_end(ops, 0, size)
         matrix = pipeline.segment_matrix(ops[:end], size)[0]
         stretch = pipeline.max_stretch(matrix)
         if scale > 1:  # a full decode may be enlarged: the ops ask for it
@@ -163,22 +163,23 @@ def test_table_ops_fuse_exactly() -> None:
         {"op": "invert"},
         {"op": "brightness", "factor": 0.7},
     ]
-    assert pipeline.segment_end(tables, 0) == len(tables)  # one table, one pass
+    assert pipeline.segment_end(tables, 0, image.size) == len(tables)  # one table, one pass
     assert pipeline.run(image, tables).tobytes() == sequential(image, tables).tobytes()
     # Smooth tables move past an exact flip: still identical to running them in turn.
     moved = [tables[0], tables[2], {"op": "hflip"}, tables[4], tables[5]]
-    assert pipeline.segment_end(moved, 0) == len(moved)
+    assert pipeline.segment_end(moved, 0, image.size) == len(moved)
     assert pipeline.run(image, moved).tobytes() == sequential(image, moved).tobytes()
 
 
 def test_table_op_stays_before_geometry_it_does_not_commute_with() -> None:
     rotate = {"op": "rotate", "angle": 10.0, "expand": False, "fill": 100, "resample": "bilinear"}
     dim = {"op": "brightness", "factor": 0.5}
-    assert pipeline.segment_end([dim, rotate], 0) == 1  # 100 -> 50: may not move past
-    assert pipeline.segment_end([dim, {**rotate, "fill": 0}], 0) == 2  # 0 stays 0
+    size = (61, 47)
+    assert pipeline.segment_end([dim, rotate], 0, size) == 1  # 100 -> 50: may not move past
+    assert pipeline.segment_end([dim, {**rotate, "fill": 0}], 0, size) == 2  # 0 stays 0
     steps = {"op": "posterize", "bits": 2}  # interpolating across its steps is not the same
-    assert pipeline.segment_end([steps, {"op": "hflip"}], 0) == 1
-    assert pipeline.segment_end([{"op": "hflip"}, steps], 0) == 2  # after geometry: fine
+    assert pipeline.segment_end([steps, {"op": "hflip"}], 0, size) == 1
+    assert pipeline.segment_end([{"op": "hflip"}, steps], 0, size) == 2  # after geometry: fine
 
 
 TABLE_OPS = sorted(name for name, op in REGISTRY.items() if op.lut is not None)
@@ -241,3 +242,59 @@ def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "| imagenet | 6 | 1 |" in proc.stdout and "| large | 6 | 2 |" in proc.stdout
     assert "augctl --help:" in proc.stdout and "walk + plan 2,000 files" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        # A crop, then a rotation whose expanded canvas reaches past it: the cut-off stays cut.
+        [
+            {"op": "crop", "left": 100, "top": 75, "width": 200, "height": 150},
+            {"op": "rotate", "angle": 30.0, "expand": True, "fill": 0, "resample": "bilinear"},
+        ],
+        # A zoom that crops to the canvas, then a rotation: black corners as op by op.
+        [
+            {"op": "scale", "factor": 1.3, "keep_canvas": True, "fill": 0, "resample": "bilinear"},
+            {"op": "rotate", "angle": 15.0, "expand": False, "fill": 0, "resample": "bilinear"},
+        ],
+        [
+            {"op": "rotate", "angle": 45.0, "expand": False, "fill": 0, "resample": "bilinear"},
+            {"op": "rotate", "angle": -45.0, "expand": False, "fill": 0, "resample": "bilinear"},
+        ],
+        # pad changes the size outside any segment; the next segment must see the new size.
+        [
+            {"op": "pad", "padding": [10, 10, 10, 10], "fill": 0, "mode": "constant"},
+            {"op": "hflip"},
+        ],
+    ],
+    ids=["crop-rotate-expand", "zoom-rotate", "rotate-unrotate", "pad-hflip"],
+)
+def test_fusion_keeps_what_earlier_ops_cut_off(ops: list[dict]) -> None:
+    image = Image.open(SAMPLE_DATA / "cat" / "cat_01.jpg").convert("RGB")
+    fused = np.asarray(pipeline.run(image, ops), np.int16)
+    one_by_one = np.asarray(sequential(image, ops), np.int16)
+    assert fused.shape == one_by_one.shape
+    assert np.abs(fused - one_by_one).mean() < 0.5
+    black = lambda a: int((a.sum(axis=2) == 0).sum())  # noqa: E731
+    assert abs(black(fused) - black(one_by_one)) <= 0.01 * black(one_by_one) + 50
+
+
+def test_tiny_jpegs_are_never_drafted_to_nothing(tmp_path: Path) -> None:
+    # A 600x7 banner shrunk 10x once asked for a 1/8 decode: 7 // 8 == 0 rows.
+    src = tmp_path / "in" / "k"
+    src.mkdir(parents=True)
+    for name, size in (("banner.jpg", (600, 7)), ("dot.jpg", (1, 1)), ("tall.jpg", (3, 200))):
+        photo(1, size).save(src / name, quality=90)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 2\npipeline:\n  - affine: {degrees: 0, translate: 0, scale: 0.1}\n"
+    )
+    out = tmp_path / "out"
+    assert (
+        CliRunner()
+        .invoke(main, ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out), "-q"])
+        .exit_code
+        == 0
+    )
+    assert read_manifest(out, "errors.csv") == []
+    assert CliRunner().invoke(main, ["verify", str(out), "--deep"]).exit_code == 0
