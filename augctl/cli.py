@@ -303,19 +303,17 @@ def expand(
     if (scheduler or scheduler_file) and executor != "dask":
         raise _usage("--scheduler and --scheduler-file go with --executor dask")
     only = _read_list(files_from, null) if files_from is not None else None
+    common = dict(  # what a dry run and a real run are planned from
+        variants=variants,
+        seed=seed,
+        include_originals=include_originals or None,
+        only=only,
+        allow_split_dirs=allow_split_dirs,
+        shard=part,
+    )
     if dry_run:
         plan = _run(
-            lambda: describe_plan(
-                input_dir,
-                _load(recipe),
-                output_dir=output_dir,
-                variants=variants,
-                seed=seed,
-                include_originals=include_originals or None,
-                only=only,
-                allow_split_dirs=allow_split_dirs,
-                shard=part,
-            )
+            lambda: describe_plan(input_dir, _load(recipe), output_dir=output_dir, **common)
         )
         for message in plan.warnings:
             _warn(message)
@@ -335,19 +333,14 @@ def expand(
                 output_dir,
                 _load(recipe),
                 workers=workers,
-                variants=variants,
-                seed=seed,
-                include_originals=include_originals or None,
-                only=only,
                 overwrite=overwrite,
                 on_error=on_error,
-                allow_split_dirs=allow_split_dirs,
                 progress=progress,
                 command=sys.argv,
-                shard=part,
                 executor=executor,
                 scheduler=scheduler,
                 scheduler_file=scheduler_file,
+                **common,
             )
         )
     except KeyboardInterrupt:
