@@ -161,6 +161,10 @@ def read_header(data: bytes, *, max_pixels: int) -> Header:
         raise
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
         raise SourceError(_reason(exc, data[:64])) from None
+    return _header(image)
+
+
+def _header(image: Image.Image) -> Header:
     orientation = _orientation(image)
     w, h = image.size
     swapped = orientation in _ORIENTATIONS and _ORIENTATIONS[orientation][1]
@@ -223,31 +227,23 @@ def decode(
 
 
 def probe(path: str, max_pixels: int) -> tuple[int, int]:
-    """The upright (EXIF-oriented) size of an image, read from its header without decoding."""
+    """The upright (EXIF-oriented) size of an image, read from its header without decoding;
+    the same checks and reasons as a run, without reading the whole file."""
     try:
-        if os.path.getsize(path) == 0:
-            raise SourceError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                w, h = image.size
-                try:
-                    turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # transposed or 90°
-                except Exception:  # a broken EXIF block: decode keeps the image as stored
-                    turned = False
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+    if not head:
+        raise SourceError("empty file (0 bytes)")
+    try:
+        with _pixel_limit_lifted(), Image.open(path) as image:
+            _check_size(image, max_pixels)
+            return _header(image).size
     except SourceError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise SourceError(f"refused as a decompression bomb: {exc}") from None
-    except Image.UnidentifiedImageError:
-        raise SourceError("not an image (Pillow cannot identify its format)") from None
-    except Exception as exc:
-        raise SourceError(f"cannot read the image header: {exc}") from None
-    if w * h > max_pixels:
-        raise SourceError(
-            f"image is {w}x{h} = {w * h:,} pixels, more than input.max_pixels ({max_pixels:,})"
-        )
-    return (h, w) if turned else (w, h)
+    except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, ...
+        raise SourceError(_reason(exc, head)) from None
 
 
 _SIGNATURES = (

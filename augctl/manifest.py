@@ -253,8 +253,7 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 def read_run_recipe(out_dir: str, name: str = RUN_JSON) -> str | None:
     """The recipe sha256 recorded in a run file of OUT, or None when there is none."""
-    data = read_json(os.path.join(out_dir, name))
-    return None if data is None else data.get("recipe_sha256")
+    return (read_run(out_dir, name) or {}).get("recipe_sha256")
 
 
 def recorded_recipes(out_dir: str) -> dict[str, str]:
