@@ -157,6 +157,7 @@ def _stream(
     batches: Iterator[Sequence[Task]] = (todo[i : i + size] for i in range(0, len(todo), size))
     retry: list[Sequence[Task]] = []
     running: dict[Any, Sequence[Task]] = {}
+    alone: set[Any] = set()  # futures that ran with nothing else on the cluster
     # Our client's loop, explicitly: as_completed() would take the default client's, which
     # is the caller's own when it has one (a notebook, a test).
     stream = distributed.as_completed(loop=client.loop)
@@ -166,22 +167,28 @@ def _stream(
         if batch is None:
             return False
         future = client.submit(run_batch, job, batch, __version__, pure=False)
+        if not running:
+            alone.add(future)
         running[future] = batch
         stream.add(future)
         return True
 
+    def window() -> int:
+        # Suspects of a worker's death run alone, so a death convicts only its own source
+        # (a worker runs several tasks at once, and they all die with it).
+        return 1 if retry else 2 * slots()
+
     try:
-        window = 2 * slots()
-        while len(running) < window and submit():
+        while len(running) < window() and submit():
             pass
         for future in stream:
             batch = running.pop(future)
             if future.status == "finished":
                 yield from future.result()
             else:
-                yield from _failed(distributed, future, batch, retry)
-            window = 2 * slots()
-            while len(running) < window and submit():
+                yield from _failed(distributed, future, batch, retry, future in alone)
+            alone.discard(future)
+            while len(running) < window() and submit():
                 pass
     finally:
         for future in running:
@@ -189,9 +196,14 @@ def _stream(
 
 
 def _failed(
-    distributed: Any, future: Any, batch: Sequence[Task], retry: list[Sequence[Task]]
+    distributed: Any,
+    future: Any,
+    batch: Sequence[Task],
+    retry: list[Sequence[Task]],
+    ran_alone: bool,
 ) -> Iterator[Result]:
-    """Handle a batch Dask gave up on: split it, or report its one source as an error."""
+    """Handle a batch Dask gave up on: split it, or report its one source as an error once it
+    has killed a worker while running alone."""
     if future.status == "cancelled":
         raise EngineError("Dask cancelled a task (was the scheduler restarted or shut down?)")
     exc = future.exception()
@@ -200,7 +212,7 @@ def _failed(
             f"a Dask task failed: {type(exc).__name__}: {exc} (every worker needs the same "
             "augctl installed, and IN and OUT at the same paths as this machine)"
         )
-    if len(batch) > 1:
+    if len(batch) > 1 or not ran_alone:
         retry.extend([task] for task in batch)
         return
     yield Result(batch[0], error="a Dask worker process died each time it processed this image")
