@@ -196,19 +196,26 @@ def decode_scales(
     """
     if not header.draftable:
         return dict.fromkeys(sampled, 1)
-    need = {i: pipeline.draft_scale(ops, header.size) for i, ops in sampled.items()}
+    need: dict[int, int] = {}
+
+    def needs(index: int) -> int:
+        if index not in need:
+            if index in sampled:
+                ops = sampled[index]
+            else:
+                rng = rng_for(plan.variant_seed(recipe.seed, rel, index))
+                ops = pipeline.sample(recipe.pipeline, rng, header.size, partners)
+            need[index] = pipeline.draft_scale(ops, header.size)
+        return need[index]
+
     common = pipeline.DRAFT_SCALES[0]
     for index in range(1, PROBE_VARIANTS + 1):
-        if common == 1:
-            break
-        if index not in need:
-            rng = rng_for(plan.variant_seed(recipe.seed, rel, index))
-            ops = pipeline.sample(recipe.pipeline, rng, header.size, partners)
-            need[index] = pipeline.draft_scale(ops, header.size)
-        common = min(common, need[index])
+        common = min(common, needs(index))
+        if common == 1:  # a full decode for all: no other variant's need matters
+            return dict.fromkeys(sampled, 1)
     # A side shorter than the scale would decode to nothing (libjpeg needs one pixel).
     cap = next(s for s in pipeline.DRAFT_SCALES if s <= min(header.stored))
-    return {i: min(common, need[i], cap) for i in sampled}
+    return {i: min(common, needs(i), cap) for i in sampled}
 
 
 def _check_sizes(
