@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Union
@@ -11,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from .ops import REGISTRY
-from .ops.base import RESAMPLE, Matrix, Op, Partners, Size, fill_for, map_bands
+from .ops.base import Matrix, Op, Partners, Size, fill_for, map_bands
+from .ops.resample import compose, invert, max_stretch, warp
 
 COMPOSE_KINDS = ("sequence", "one_of", "some_of", "random_order")
 
@@ -227,7 +227,7 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
             step, current_next = op.geometry(
                 current, **{k: v for k, v in entry.items() if k != "op"}
             )
-            composed = _compose(step, matrix)
+            composed = compose(step, matrix)
             if not _inside_canvases(composed, current_next, canvases):
                 break
             matrix, current = composed, current_next
@@ -244,7 +244,7 @@ def _inside_canvases(matrix: Matrix, size: Size, canvases: list[tuple[Matrix, Si
     (within the one pixel a bilinear or bicubic tap reaches)."""
     if not canvases:
         return True
-    back = _invert(matrix)
+    back = invert(matrix)
     corners = [_apply(back, x, y) for x, y in ((0, 0), (size[0], 0), (0, size[1]), size)]
     for to_canvas, (w, h) in canvases:
         for x, y in (_apply(to_canvas, cx, cy) for cx, cy in corners):
@@ -268,18 +268,11 @@ def segment_matrix(group: Applied, size: Size) -> tuple[Matrix, Size, str, Any]:
             continue
         params = {k: v for k, v in entry.items() if k != "op"}
         step, size = op.geometry(size, **params)
-        matrix = _compose(step, matrix)
+        matrix = compose(step, matrix)
         fill = params.get("fill", fill)
         if _RANK.get(params.get("resample", "nearest"), 0) > _RANK[resample]:
             resample = params["resample"]
     return matrix, size, resample, fill
-
-
-def max_stretch(matrix: Matrix) -> float:
-    """The largest factor by which the matrix stretches any direction (its top singular value)."""
-    a, b, _, d, e, _ = matrix
-    p, q = a * a + b * b + d * d + e * e, a * e - b * d
-    return math.sqrt((p + math.sqrt(max(p * p - 4 * q * q, 0.0))) / 2)
 
 
 def draft_scale(applied: Applied, size: Size) -> int:
@@ -310,116 +303,8 @@ def _run_segment(
         if draft is not None:
             s = float(draft["scale"])
             ox, oy = draft.get("origin", (0, 0))
-            matrix = _compose(matrix, (s, 0.0, float(ox), 0.0, s, float(oy)))
+            matrix = compose(matrix, (s, 0.0, float(ox), 0.0, s, float(oy)))
         image = warp(image, matrix, out_size, resample, fill)
     elif table is None:
         return image.copy()
     return image if table is None else map_bands(image, table)
-
-
-def warp(image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any) -> Image.Image:
-    """Resample `image` through a forward affine matrix onto a canvas of `size`.
-
-    Axis-aligned matrices (scales, crops, flips, right-angle turns) inside the image use an
-    exact crop or Pillow's antialiased resize, then an exact transpose; anything else is one
-    affine transform (see `_affine`).
-    """
-    a, b, c, d, e, f = matrix
-    swap = abs(a) < _EPS and abs(e) < _EPS
-    if swap:  # output axes swapped: resample to the transposed size, then transpose
-        a, b, c, d, e, f = d, e, f, a, b, c
-        out = _axis_aligned(image, (a, e, c, f), (size[1], size[0]), resample)
-        if out is not None:
-            return out.transpose(Image.Transpose.TRANSPOSE)
-    elif abs(b) < _EPS and abs(d) < _EPS:
-        out = _axis_aligned(image, (a, e, c, f), size, resample)
-        if out is not None:
-            return out
-    return _affine(image, matrix, size, resample, fill)
-
-
-def _axis_aligned(
-    image: Image.Image, scale_shift: tuple[float, float, float, float], size: Size, resample: str
-) -> Image.Image | None:
-    """X = sx*x + cx, Y = sy*y + cy onto `size` as crop/resize plus flips; None if it
-    reaches outside the image."""
-    sx, sy, cx, cy = scale_shift
-    w, h = image.size
-    x0, x1 = sorted(((0 - cx) / sx, (size[0] - cx) / sx))
-    y0, y1 = sorted(((0 - cy) / sy, (size[1] - cy) / sy))
-    if x0 < -_EPS * w or y0 < -_EPS * h or x1 > w * (1 + _EPS) or y1 > h * (1 + _EPS):
-        return None
-    box = (max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h)))
-    ints = [round(v) for v in box]
-    if (
-        abs(abs(sx) - 1) < _EPS
-        and abs(abs(sy) - 1) < _EPS
-        and all(abs(v - i) < 1e-6 for v, i in zip(box, ints))
-    ):
-        out = image.crop(tuple(ints))
-    else:
-        # reducing_gap: shrinks of 3x or more start with a whole-factor box reduction.
-        out = image.resize(size, RESAMPLE[resample], box=box, reducing_gap=3.0)
-    if sx < 0:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if sy < 0:
-        out = out.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-    return out
-
-
-def _affine(
-    image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any
-) -> Image.Image:
-    """One affine resample. A bilinear one that shrinks to 0.6x or less is done as 2x2
-    supersampling: nearest samples on a canvas twice the size, averaged in 2x2 blocks.
-    That antialiases better than a single bilinear tap at those scales and costs less than
-    half; below 0.3x the image is first reduced by a whole factor (box filter) to about 0.6x."""
-    # How much each input axis shrinks, so that a squeeze along one axis is filtered along
-    # that axis, not along the geometric mean of both.
-    shrink_x = math.hypot(matrix[0], matrix[3])
-    shrink_y = math.hypot(matrix[1], matrix[4])
-    supersample = resample == "bilinear" and min(shrink_x, shrink_y) <= 0.6
-    kx, ky = (_reduction(shrink, resample) for shrink in (shrink_x, shrink_y))
-    if kx > 1 or ky > 1:
-        image = image.reduce((kx, ky))
-        matrix = _compose(matrix, (float(kx), 0.0, 0.0, 0.0, float(ky), 0.0))
-    colour = fill_for(image.mode, fill)
-    if supersample:
-        matrix = _compose((2.0, 0.0, 0.0, 0.0, 2.0, 0.0), matrix)
-        big = (size[0] * 2, size[1] * 2)
-        inverse = _invert(matrix)
-        out = image.transform(big, Image.Transform.AFFINE, inverse, fillcolor=colour)
-        return out.reduce(2)
-    return image.transform(
-        size, Image.Transform.AFFINE, _invert(matrix), resample=RESAMPLE[resample], fillcolor=colour
-    )
-
-
-def _reduction(shrink: float, resample: str) -> int:
-    """Whole box-filter factor to shrink an axis by first: below 0.3x bilinear keeps about
-    0.6x for its supersampling, bicubic keeps [0.5, 1], where it is sharp."""
-    if resample == "bilinear" and shrink < 0.3:
-        return int(0.6 / shrink)
-    if resample == "bicubic" and shrink < 0.5:
-        return int(1.0 / shrink)
-    return 1
-
-
-def _compose(outer: Matrix, inner: Matrix) -> Matrix:
-    a, b, c, d, e, f = outer
-    A, B, C, D, E, F = inner
-    return (
-        a * A + b * D,
-        a * B + b * E,
-        a * C + b * F + c,
-        d * A + e * D,
-        d * B + e * E,
-        d * C + e * F + f,
-    )
-
-
-def _invert(m: Matrix) -> Matrix:
-    a, b, c, d, e, f = m
-    det = a * e - b * d
-    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
-    return (ia, ib, -(ia * c + ib * f), id_, ie, -(id_ * c + ie * f))

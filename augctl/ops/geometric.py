@@ -34,6 +34,7 @@ from .base import (
     seeded_sampler,
     uniform,
 )
+from .resample import warp
 
 _RESAMPLE = Enum("bilinear", "interpolation filter", options=tuple(RESAMPLE))
 
@@ -103,11 +104,11 @@ def rotate(
 ) -> Image.Image:
     """Rotate counter-clockwise by `angle` degrees about the centre (PIL and torchvision agree).
 
-    With `expand` the canvas grows to hold the whole rotated image, as in PIL.
+    With `expand` the canvas grows to hold the whole rotated image, as in PIL. Resampled as
+    a fused segment is (`resample.warp`), so the op alone and fused give the same pixels.
     """
-    return image.rotate(
-        angle, resample=RESAMPLE[resample], expand=expand, fillcolor=fill_for(image.mode, fill)
-    )
+    matrix, size = _rotate_geometry(image.size, angle=angle, expand=expand)
+    return warp(image, matrix, size, resample, fill)
 
 
 def _sample_rotate(
@@ -410,25 +411,10 @@ def affine(
     resample: str = "bilinear",
 ) -> Image.Image:
     """torchvision's affine about the centre; its `angle` turns clockwise, unlike `rotate`."""
-    # The inverse as torchvision computes it, so that pixels match its PIL path.
-    cx, cy = image.size[0] * 0.5, image.size[1] * 0.5
-    a, b, c, d = (v / scale for v in _rotate_shear(angle, shear))
-    tx, ty = translate
-    inverse = (
-        d,
-        -b,
-        cx + d * (-cx - tx) - b * (-cy - ty),
-        -c,
-        a,
-        cy - c * (-cx - tx) + a * (-cy - ty),
+    matrix, size = _affine_geometry(
+        image.size, angle=angle, translate=translate, scale=scale, shear=shear
     )
-    return image.transform(
-        image.size,
-        Image.Transform.AFFINE,
-        inverse,
-        resample=RESAMPLE[resample],
-        fillcolor=fill_for(image.mode, fill),
-    )
+    return warp(image, matrix, size, resample, fill)
 
 
 def _sample_affine(

@@ -1,0 +1,136 @@
+"""Resampling through an affine matrix: the one resampler of geometric ops, fused or not."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PIL import Image
+
+from .base import RESAMPLE, Matrix, Size, fill_for
+
+_EPS = 1e-9
+_TOL = 1e-6
+# Where 2x2 supersampling becomes closer to an area-averaged reference than a bilinear tap
+# (measured on sample_data and the benchmark photos, rotations at 0.3-1.3x: the two cross
+# between 0.5x and 0.4x; tests/test_perf.py checks both sides).
+SUPERSAMPLE_BELOW = 0.45
+
+
+def max_stretch(matrix: Matrix) -> float:
+    """The largest factor by which the matrix stretches any direction (its top singular value)."""
+    a, b, _, d, e, _ = matrix
+    p, q = a * a + b * b + d * d + e * e, a * e - b * d
+    return math.sqrt((p + math.sqrt(max(p * p - 4 * q * q, 0.0))) / 2)
+
+
+def warp(image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any) -> Image.Image:
+    """Resample `image` through a forward affine matrix onto a canvas of `size`.
+
+    Axis-aligned matrices (scales, crops, flips, right-angle turns) inside the image use an
+    exact crop or Pillow's antialiased resize, then an exact transpose; anything else is one
+    affine transform (see `_affine`).
+    """
+    a, b, c, d, e, f = matrix
+    swap = abs(a) < _EPS and abs(e) < _EPS
+    if swap:  # output axes swapped: resample to the transposed size, then transpose
+        a, b, c, d, e, f = d, e, f, a, b, c
+        out = _axis_aligned(image, (a, e, c, f), (size[1], size[0]), resample)
+        if out is not None:
+            return out.transpose(Image.Transpose.TRANSPOSE)
+    elif abs(b) < _EPS and abs(d) < _EPS:
+        out = _axis_aligned(image, (a, e, c, f), size, resample)
+        if out is not None:
+            return out
+    return _affine(image, matrix, size, resample, fill)
+
+
+def _axis_aligned(
+    image: Image.Image, scale_shift: tuple[float, float, float, float], size: Size, resample: str
+) -> Image.Image | None:
+    """X = sx*x + cx, Y = sy*y + cy onto `size` as crop/resize plus flips; None if it
+    reaches outside the image."""
+    sx, sy, cx, cy = scale_shift
+    w, h = image.size
+    x0, x1 = sorted(((0 - cx) / sx, (size[0] - cx) / sx))
+    y0, y1 = sorted(((0 - cy) / sy, (size[1] - cy) / sy))
+    if x0 < -_EPS * w or y0 < -_EPS * h or x1 > w * (1 + _EPS) or y1 > h * (1 + _EPS):
+        return None
+    box = (max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h)))
+    ints = [round(v) for v in box]
+    if (
+        abs(abs(sx) - 1) < _EPS
+        and abs(abs(sy) - 1) < _EPS
+        and all(abs(v - i) < 1e-6 for v, i in zip(box, ints))
+    ):
+        out = image.crop(tuple(ints))
+    else:
+        # reducing_gap: shrinks of 3x or more start with a whole-factor box reduction.
+        out = image.resize(size, RESAMPLE[resample], box=box, reducing_gap=3.0)
+    if sx < 0:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if sy < 0:
+        out = out.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return out
+
+
+def _affine(
+    image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any
+) -> Image.Image:
+    """One affine resample. An axis shrunk below 0.3x is first reduced by a whole factor
+    (box filter) to 0.3-0.6x. Then a bilinear resample that shrinks an axis to
+    SUPERSAMPLE_BELOW or less is done as 2x2 supersampling: nearest samples on a canvas twice
+    the size, averaged in 2x2 blocks; above it, one bilinear tap per pixel is the closer of
+    the two to an area-averaged reference (README "Performance"). Supersampling also costs
+    half as much: Pillow's bilinear affine has no fast path."""
+    # How much each input axis shrinks, so that a squeeze along one axis is filtered along
+    # that axis, not along the geometric mean of both.
+    shrink_x = math.hypot(matrix[0], matrix[3])
+    shrink_y = math.hypot(matrix[1], matrix[4])
+    kx, ky = (_reduction(shrink, resample) for shrink in (shrink_x, shrink_y))
+    if kx > 1 or ky > 1:
+        image = image.reduce((kx, ky))
+        matrix = compose(matrix, (float(kx), 0.0, 0.0, 0.0, float(ky), 0.0))
+    supersample = resample == "bilinear" and min(shrink_x * kx, shrink_y * ky) <= (
+        SUPERSAMPLE_BELOW + _TOL
+    )
+    colour = fill_for(image.mode, fill)
+    if supersample:
+        matrix = compose((2.0, 0.0, 0.0, 0.0, 2.0, 0.0), matrix)
+        big = (size[0] * 2, size[1] * 2)
+        inverse = invert(matrix)
+        out = image.transform(big, Image.Transform.AFFINE, inverse, fillcolor=colour)
+        return out.reduce(2)
+    return image.transform(
+        size, Image.Transform.AFFINE, invert(matrix), resample=RESAMPLE[resample], fillcolor=colour
+    )
+
+
+def _reduction(shrink: float, resample: str) -> int:
+    """Whole box-filter factor to shrink an axis by first: below 0.3x bilinear keeps 0.3-0.6x,
+    bicubic keeps [0.5, 1], where it is sharp."""
+    if resample == "bilinear" and shrink < 0.3:
+        return int(0.6 / shrink)
+    if resample == "bicubic" and shrink < 0.5:
+        return int(1.0 / shrink)
+    return 1
+
+
+def compose(outer: Matrix, inner: Matrix) -> Matrix:
+    a, b, c, d, e, f = outer
+    A, B, C, D, E, F = inner
+    return (
+        a * A + b * D,
+        a * B + b * E,
+        a * C + b * F + c,
+        d * A + e * D,
+        d * B + e * E,
+        d * C + e * F + f,
+    )
+
+
+def invert(m: Matrix) -> Matrix:
+    a, b, c, d, e, f = m
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+    return (ia, ib, -(ia * c + ib * f), id_, ie, -(id_ * c + ie * f))
