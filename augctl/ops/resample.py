@@ -117,6 +117,7 @@ def _reduction(shrink: float, resample: str) -> int:
 
 
 def compose(outer: Matrix, inner: Matrix) -> Matrix:
+    """The matrix that applies `inner`, then `outer`."""
     a, b, c, d, e, f = outer
     A, B, C, D, E, F = inner
     return (
@@ -130,6 +131,7 @@ def compose(outer: Matrix, inner: Matrix) -> Matrix:
 
 
 def invert(m: Matrix) -> Matrix:
+    """The inverse of an affine matrix (output -> input, as Pillow's transform wants it)."""
     a, b, c, d, e, f = m
     det = a * e - b * d
     ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
