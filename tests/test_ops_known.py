@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from augctl.ops import REGISTRY
-from augctl.ops.base import Partners
+from augctl.ops.base import RESAMPLE, Partners
 
 KNOWN: dict[str, Callable[[], None]] = {}
 
@@ -96,6 +96,11 @@ def _rotate() -> None:
     wide = noise_rgb(30, 10)
     out = apply("rotate", rgb(wide), angle=90.0, expand=True, fill=0, resample="nearest")
     assert out.size == (10, 30) and np.array_equal(px(out), np.rot90(wide))
+    # Any angle, any filter: PIL's own rotate, pixel for pixel (one image canvas, no shrink).
+    for angle, expand, name in ((7.3, False, "bilinear"), (-33.0, True, "bicubic")):
+        out = apply("rotate", rgb(wide), angle=angle, expand=expand, fill=0, resample=name)
+        pil = rgb(wide).rotate(angle, resample=RESAMPLE[name], expand=expand, fillcolor=(0, 0, 0))
+        assert np.array_equal(px(out), px(pil))
 
 
 @known("scale")
