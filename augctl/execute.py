@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__, images, pipeline, plan
-from .errors import SourceError
+from .errors import EngineError, SourceError
 from .ops import REGISTRY
 from .ops.base import Partners
 from .plan import Task
@@ -303,10 +303,18 @@ def run_task(job: Job, task: Task) -> Result:
 
 _JOB: Job | None = None
 
+NOT_STARTED = (
+    "the worker processes exited before they could start (their error is above). From a "
+    'Python script, call augctl.expand under `if __name__ == "__main__":`: each worker '
+    "re-imports the script, as multiprocessing's spawn does"
+)
 
-def _init_worker(job: Job) -> None:
+
+def _init_worker(job: Job, started: Any = None) -> None:
     global _JOB
     _JOB = job
+    if started is not None:
+        started.set()
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A parent killed outright (kill -9, the OOM killer) can't stop its workers, and they
@@ -372,8 +380,12 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     deaths: dict[str, int] = {}
     window = max(2, workers * 4)
     while True:
+        # Set by the first worker that starts: a pool that breaks before it is set failed
+        # to start at all (a caller's unguarded script, a broken environment), and is not
+        # the fault of the sources it was given.
+        started = ctx.Event()
         pool = cf.ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(job, started)
         )
         running: dict[cf.Future, Task] = {}
         finished = crashed = False
@@ -399,6 +411,8 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                 for proc in list((pool._processes or {}).values()):
                     proc.terminate()
             pool.shutdown(wait=finished, cancel_futures=True)
+        if not started.is_set():
+            raise EngineError(NOT_STARTED)
         for future, task in running.items():
             if future.done() and future.exception() is None:
                 yield future.result()

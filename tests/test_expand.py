@@ -245,3 +245,29 @@ def test_python_api_from_a_script_on_stdin(tree: Path, recipe_file: Path, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "21"
     assert (tmp_path / "out" / "errors.csv").read_text().strip() == "source_path,class,reason"
+
+
+def test_python_api_from_an_unguarded_script_says_why_and_blames_no_image(
+    tree: Path, recipe_file: Path, tmp_path: Path
+) -> None:
+    # Without the __main__ guard every spawned worker re-runs the script and dies at start:
+    # that is one clear error, fast, not every source recorded as having killed a worker.
+    call = (
+        f"augctl.expand({str(tree)!r}, {str(tmp_path / 'out')!r}, {str(recipe_file)!r}, workers=2)"
+    )
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import augctl\n{call}\n")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("augctl.errors.EngineError: the worker processes exited before")
+    assert 'if __name__ == "__main__":' in last
+    assert (
+        not (tmp_path / "out" / "errors.csv").exists()
+        or read_manifest(tmp_path / "out", "errors.csv") == []
+    )
+    # Nothing was lost or blamed: the guarded script then does the whole run in the same OUT.
+    script.write_text(f"import augctl\nif __name__ == '__main__':\n    print({call}.written)\n")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "21"
