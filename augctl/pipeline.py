@@ -11,7 +11,7 @@ from PIL import Image
 
 from .ops import REGISTRY
 from .ops.base import Matrix, Op, Partners, Size, fill_for, map_bands
-from .ops.resample import compose, invert, max_stretch, warp
+from .ops.resample import compose, invert, max_stretch, min_stretch, warp
 
 COMPOSE_KINDS = ("sequence", "one_of", "some_of", "random_order")
 
@@ -180,26 +180,63 @@ def _table(entry: dict[str, Any]) -> list[int]:
     return REGISTRY[entry["op"]].lut(**{k: v for k, v in entry.items() if k != "op"})
 
 
-def _may_move_past(entry: dict[str, Any], geometric: dict[str, Any]) -> bool:
-    """Whether a table op may run after a geometric op that the recipe puts after it.
+def _may_move_past(entry: dict[str, Any], geometric: dict[str, Any], step: Matrix) -> bool:
+    """Whether a table op may run after a geometric op (forward matrix `step`) that the
+    recipe puts after it: only where that gives the same pixels, up to rounding.
 
-    Its table must be smooth (second differences of at most 2: no steps, as posterize and
-    solarize have), and it must leave the geometric op's fill colour as it is. Mapping
-    interpolated values then differs from interpolating mapped values only by rounding,
-    except where a table clips (brightness above 1) and a filter averages values on both
-    sides of the clip point: at such edges a few levels, up to a few tens at hard ones
-    (measured on photos: mean under 1 level at brightness 1.2). We accept that for the
-    speed of one pass and of draft decoding; README "Performance" says so.
+    It must leave the geometric op's fill colour as it is, and either the geometric op
+    only moves whole pixels (flips, right-angle turns, whole-pixel crops, nearest
+    sampling), or the table is a straight line within one level (invert, brightness up to
+    1, posterize 7 bits; past bicubic only identity and invert): only then does mapping
+    interpolated values equal interpolating mapped ones. A curved or clipping table (gamma,
+    brightness above 1, solarize) stays in front of an interpolating op.
     """
     table = _table(entry)
-    if any(abs(table[v + 1] - 2 * table[v] + table[v - 1]) > 2 for v in range(1, 255)):
-        return False
-    if "fill" not in geometric:
+    if "fill" in geometric:
+        fill = geometric["fill"]
+        values = [fill] * 3 if isinstance(fill, int) else list(fill)
+        values.append(fill_for("L", fill))
+        if any(table[v] != v for v in values):
+            return False
+    resample = geometric.get("resample")
+    if resample == "nearest" or _moves_whole_pixels(step):
         return True
-    fill = geometric["fill"]
-    values = [fill] * 3 if isinstance(fill, int) else list(fill)
-    values.append(fill_for("L", fill))
-    return all(table[v] == v for v in values)
+    if not _straight(table):
+        return False
+    # Bicubic overshoots and is clipped to 0-255: a straight table commutes with that clip
+    # only if it maps 0-255 onto itself (identity, invert); bilinear never leaves the range.
+    return resample == "bilinear" or {table[0], table[255]} == {0, 255}
+
+
+def _straight(table: list[int]) -> bool:
+    """Whether a table is within one level of the line through its two ends."""
+    first, slope = table[0], (table[255] - table[0]) / 255
+    return all(abs(t - (first + slope * v)) <= 1 + _TOL for v, t in enumerate(table))
+
+
+def _moves_whole_pixels(m: Matrix) -> bool:
+    """Whether a matrix maps the pixel grid onto itself (a signed permutation of the axes
+    and a whole-pixel shift): every output pixel is one input pixel, nothing is blended."""
+    a, b, c, d, e, f = m
+    linear = sorted(abs(v) for v in (a, b, d, e))
+    return (
+        all(abs(v - round(v)) < _TOL for v in m)
+        and linear == [0.0, 0.0, 1.0, 1.0]
+        and abs(a * e - b * d) == 1.0
+    )
+
+
+def _keeps_lost_detail_lost(matrix: Matrix, canvases: list[tuple[Matrix, Size]]) -> bool:
+    """Whether a segment's matrix so far never samples finer than an earlier canvas that
+    shrank: detail a downscale removed must stay removed, as when ops run one by one (a
+    shrink, then an enlargement, is a low-resolution copy, not the image back)."""
+    for to_canvas, _ in canvases:
+        if (
+            min_stretch(to_canvas) < 1 - _TOL
+            and max_stretch(compose(matrix, invert(to_canvas))) > 1 + _TOL
+        ):
+            return False
+    return True
 
 
 def segment_end(applied: Applied, start: int, size: Size) -> int:
@@ -222,13 +259,15 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
         elif op.geometry is not None:
             if "fill" in entry and fill is not None and entry["fill"] != fill:
                 break
-            if not all(_may_move_past(t, entry) for t in tables):
-                break
             step, current_next = op.geometry(
                 current, **{k: v for k, v in entry.items() if k != "op"}
             )
+            if not all(_may_move_past(t, entry, step) for t in tables):
+                break
             composed = compose(step, matrix)
             if not _inside_canvases(composed, current_next, canvases):
+                break
+            if not _keeps_lost_detail_lost(composed, canvases):
                 break
             matrix, current = composed, current_next
             canvases.append((matrix, current))
@@ -278,13 +317,17 @@ def segment_matrix(group: Applied, size: Size) -> tuple[Matrix, Size, str, Any]:
 def draft_scale(applied: Applied, size: Size) -> int:
     """The coarsest JPEG DCT scale from which these ops still never magnify (1: full decode).
 
-    Only the first segment reads the decoded pixels; it must hold a geometric op.
+    Only the first segment reads the decoded pixels; it must hold a geometric op that
+    interpolates.
     """
     end = segment_end(applied, 0, size)
     group = applied[:end]
     if not any(REGISTRY[e["op"]].geometry is not None for e in group):
         return 1
-    stretch = max_stretch(segment_matrix(group, size)[0])
+    matrix, _, resample, _ = segment_matrix(group, size)
+    if resample == "nearest":  # nearest picks pixels; a reduced decode would average them
+        return 1
+    stretch = max_stretch(matrix)
     return next(s for s in DRAFT_SCALES if s == 1 or s * stretch <= 1 + _EPS)
 
 

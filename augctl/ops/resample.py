@@ -24,6 +24,12 @@ def max_stretch(matrix: Matrix) -> float:
     return math.sqrt((p + math.sqrt(max(p * p - 4 * q * q, 0.0))) / 2)
 
 
+def min_stretch(matrix: Matrix) -> float:
+    """The smallest factor by which the matrix stretches any direction."""
+    top = max_stretch(matrix)
+    return abs(matrix[0] * matrix[4] - matrix[1] * matrix[3]) / top if top else 0.0
+
+
 def warp(image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any) -> Image.Image:
     """Resample `image` through a forward affine matrix onto a canvas of `size`.
 
