@@ -190,7 +190,21 @@ def _print_plan(plan: Any) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group; Ctrl-C anywhere (even while a command starts) exits 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # click itself would print "Aborted!" and exit 1
+            click.echo("augctl: interrupted", err=True)
+            sys.exit(128 + _stopped_by[0])
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="augctl")
 def main() -> None:
     """Expand an image-classification dataset with reproducible, recorded augmentations."""

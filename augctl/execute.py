@@ -308,18 +308,19 @@ NOT_STARTED = (
     'Python script, call augctl.expand under `if __name__ == "__main__":`: each worker '
     "re-imports the script, as multiprocessing's spawn does"
 )
+# Pools in a row whose workers were all killed (by a signal) before they started.
+MAX_KILLED_STARTS = 3
 
 
-def _init_worker(job: Job, started: Any = None) -> None:
+def _init_worker(job: Job, started: Any, parent: int) -> None:
     global _JOB
     _JOB = job
-    if started is not None:
-        started.set()
+    started.set()
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A parent killed outright (kill -9, the OOM killer) can't stop its workers, and they
-    # would wait for work forever: each leaves on its own once its parent is gone.
-    parent = os.getppid()
+    # would wait for work forever: each leaves on its own once its parent is gone (the
+    # parent's pid comes from the parent: it may be gone before this runs).
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
@@ -376,29 +377,35 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
 def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
     ctx = multiprocessing.get_context("spawn")
     todo = iter(tasks)
-    suspects: list[Task] = []
+    again: list[Task] = []  # in flight when the workers died before starting: not theirs
+    suspects: list[Task] = []  # in flight when a worker died: retried alone
     deaths: dict[str, int] = {}
-    window = max(2, workers * 4)
+    killed_starts = 0
     while True:
+        # Suspects run one at a time in a pool of one, so a death is theirs alone.
+        alone = bool(suspects)
+        size, window = (1, 1) if alone else (workers, max(2, workers * 4))
         # Set by the first worker that starts: a pool that breaks before it is set failed
-        # to start at all (a caller's unguarded script, a broken environment), and is not
-        # the fault of the sources it was given.
+        # to start at all (a caller's unguarded script, a worker killed as it started).
         started = ctx.Event()
         pool = cf.ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(job, started)
+            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, os.getpid())
         )
         running: dict[cf.Future, Task] = {}
-        finished = crashed = False
+        finished = crashed = ended = False
+        procs: dict[int, Any] = {}
         try:
             while not crashed:
-                while len(running) < (1 if suspects else window):
-                    task = suspects.pop(0) if suspects else next(todo, None)
+                while len(running) < window and not (alone and not suspects):
+                    queue = suspects or again
+                    task = queue.pop(0) if queue else next(todo, None)
                     if task is None:
                         break
                     running[pool.submit(_run_in_worker, task)] = task
+                    procs.update(pool._processes or {})  # kept: a broken pool may drop them
                 if not running:
-                    finished = True
-                    return
+                    finished = not alone  # suspects cleared: on with a full pool
+                    break
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     if future.exception() is not None:
@@ -406,17 +413,31 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                         continue
                     del running[future]
                     yield future.result()
+            ended = True
         finally:
-            if not finished and not crashed:  # interrupted: don't wait for busy workers
+            if not ended:  # the caller stopped early: don't wait for busy workers
                 for proc in list((pool._processes or {}).values()):
                     proc.terminate()
-            pool.shutdown(wait=finished, cancel_futures=True)
+            pool.shutdown(wait=ended and not crashed, cancel_futures=True)
+        if finished:
+            return
+        if not crashed:
+            continue
+        lost = [t for f, t in running.items() if not f.done() or f.exception() is not None]
+        yield from (f.result() for f in running if f.done() and f.exception() is None)
         if not started.is_set():
-            raise EngineError(NOT_STARTED)
-        for future, task in running.items():
-            if future.done() and future.exception() is None:
-                yield future.result()
-                continue
+            if any((p.exitcode or 0) > 0 for p in procs.values()):
+                raise EngineError(NOT_STARTED)  # an error in Python, the same every time
+            killed_starts += 1
+            if killed_starts >= MAX_KILLED_STARTS:
+                raise EngineError(
+                    f"the worker processes were killed as they started, {killed_starts} "
+                    "times in a row (out of memory?)"
+                )
+            (suspects if alone else again)[:0] = lost
+            continue
+        killed_starts = 0
+        for task in lost:
             deaths[task.source.rel] = deaths.get(task.source.rel, 0) + 1
             if deaths[task.source.rel] >= MAX_WORKER_DEATHS:
                 yield Result(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import functools
@@ -88,11 +89,16 @@ def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], header: b
 def write_text_atomic(path: str, text: str) -> None:
     """Replace a small text file atomically and durably."""
     tmp = f"{path}.{os.getpid()}{TEMP_SUFFIX}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: leave no temporary file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     _fsync_dir(os.path.dirname(path) or ".")
 
 

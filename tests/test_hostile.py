@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from conftest import augctl_cmd, make_tree, output_files, read_manifest
 from PIL import Image
 
+from augctl import manifest
 from augctl.cli import main
 from augctl.ops import REGISTRY
 
@@ -286,3 +288,15 @@ def test_ops_that_would_grow_an_image_past_max_pixels_are_refused(
         "the recipe would make a 100000x100000 image from it (resize), "
         "more than input.max_pixels (89,478,485)"
     )
+
+
+def test_a_bookkeeping_file_that_cannot_be_written_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        manifest.write_text_atomic(str(tmp_path / "run.json"), "{}")
+    assert list(tmp_path.iterdir()) == []

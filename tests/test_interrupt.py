@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import augctl_cmd, make_tree, output_files, read_manifest
 from PIL import Image
 
+from augctl import cli
 from augctl.cli import main
 from augctl.images import TEMP_SUFFIX
 
@@ -149,3 +150,17 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(job, tmp_path: Path, limit
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert_same_as_reference(out, reference)
+
+
+def test_ctrl_c_while_a_command_starts_exits_130(tmp_path: Path, monkeypatch) -> None:
+    # Before expand's own handler is in place (reading --files-from here), click alone
+    # would print "Aborted!" and exit 1.
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_read_list", interrupted)
+    args = ["expand", "-r", "r.yaml", "in", str(tmp_path / "out"), "--files-from", "list.txt"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130
+    assert "Aborted" not in result.output
+    assert not (tmp_path / "out").exists()

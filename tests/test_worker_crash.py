@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -80,3 +81,42 @@ def test_source_that_kills_its_worker_twice_is_an_error(tmp_path: Path) -> None:
     ]
     rows = read_manifest(tmp_path / "out")
     assert len(rows) == 23 * 3 and "a/img_5.jpg" not in {r["source_path"] for r in rows}
+
+
+# Loaded by every Python process with this PYTHONPATH: the first pool worker to start is
+# SIGKILLed before it runs anything, as the OOM killer might (the parent is left alone).
+KILL_AT_START = """
+import os, signal, sys
+if "--multiprocessing-fork" in sys.argv and not os.path.exists({flag!r}):
+    open({flag!r}, "w").close()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_worker_killed_as_it_starts_is_replaced_and_blames_nothing(tmp_path: Path) -> None:
+    src, site, recipe = setup(tmp_path, once=True)
+    flag = tmp_path / "killed-at-start"
+    (site / "sitecustomize.py").write_text(KILL_AT_START.format(flag=str(flag)))
+    result = run(src, tmp_path / "out", recipe, site)
+    assert result.returncode == 0, result.stderr
+    assert flag.exists()  # a worker really was killed
+    assert read_manifest(tmp_path / "out", "errors.csv") == []
+    assert run(src, tmp_path / "clean", recipe, None).returncode == 0
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
+
+
+def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path) -> None:
+    # A parent killed while its workers start: a worker must not take its new parent
+    # (init, a subreaper) for the one to watch, or it would wait for work forever.
+    dead = subprocess.Popen(["true"])  # a pid that has exited
+    dead.wait()
+    code = (
+        "import time\n"
+        "from augctl.execute import _init_worker\n"
+        "class Event:\n"
+        "    def set(self): pass\n"
+        f"_init_worker(None, Event(), {dead.pid})\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stderr) == (1, "")  # it left on its own, without an error
