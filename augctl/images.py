@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import stat
@@ -144,11 +145,32 @@ _ORIENTATIONS = {
 
 
 def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation still to apply to an opened image (1: none)."""
     try:
         value = image.getexif().get(_ORIENTATION_TAG, 1)
     except Exception:  # a broken EXIF block must not cost the image; keep it as stored
         return 1
-    return value if value in _ORIENTATIONS else 1
+    if value not in _ORIENTATIONS or _orients_itself(image.format or ""):
+        return 1
+    return value
+
+
+@functools.cache
+def _orients_itself(pil_format: str) -> bool:
+    """Whether Pillow's plugin for a format applies EXIF orientation itself (its TIFF
+    plugin does in recent versions), found out by trying, not from version numbers."""
+    save_as = "JPEG" if pil_format == "MPO" else pil_format
+    if save_as not in ("JPEG", "PNG", "WEBP", "TIFF"):
+        return False
+    exif = Image.Exif()
+    exif[_ORIENTATION_TAG] = 6
+    buf = io.BytesIO()
+    try:
+        Image.new("L", (2, 1)).save(buf, save_as, exif=exif.tobytes())
+        with Image.open(buf) as image:
+            return image.size == (1, 2)
+    except Exception:  # a format this Pillow can't write: it can't have changed either
+        return False
 
 
 def read_header(data: bytes, *, max_pixels: int) -> Header:
@@ -223,6 +245,9 @@ def decode(
     image = _normalize_mode(image)
     if image.mode in ("LA", "RGBA") and not keep_alpha:
         image = flatten(image, background)
+    # Only pixels go on: what Pillow keeps in `info` (a TIFF's group4 compression, the sRGB
+    # profile with today's date that a LAB conversion attaches) would reach the outputs.
+    image.info = {}
     return image
 
 
@@ -285,15 +310,21 @@ def _normalize_mode(image: Image.Image) -> Image.Image:
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
-    """Rescale a 16/32-bit integer or float image to 8-bit grayscale (never clip)."""
+    """Rescale a 16/32-bit integer or float image to 8-bit grayscale (never clip).
+
+    Only finite values decide the scale; NaN becomes 0, infinities the ends of the range.
+    """
     arr = np.asarray(image).astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if image.mode == "F" and lo >= 0 and hi <= 1:
-        scaled = arr * 255.0
-    elif image.mode != "F" and lo >= 0 and hi <= 65535:
-        scaled = arr / 257.0  # the full 16-bit range onto 0-255
-    else:
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if image.mode == "F" and lo >= 0 and hi <= 1:
+            scaled = arr * 255.0
+        elif image.mode != "F" and lo >= 0 and hi <= 65535:
+            scaled = arr / 257.0  # the full 16-bit range onto 0-255
+        else:
+            scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
@@ -364,7 +395,7 @@ def encode(
     pil_format = (FORMATS.get(fmt) or _EXTRA[fmt])[0]
     if image.mode in ("LA", "RGBA") and not keeps_alpha(fmt):
         image = flatten(image)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"icc_profile": None}  # never one from image.info
     if icc and fmt in ("jpeg", "png", "webp", "tiff"):
         extra["icc_profile"] = icc
     if exif and fmt in ("jpeg", "png", "webp", "tiff"):

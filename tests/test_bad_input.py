@@ -242,3 +242,84 @@ def test_exotic_names_work(tmp_path: Path) -> None:
     rows = read_manifest(out)
     assert sorted({r["source_path"] for r in rows}) == sorted(f"cls with space/{n}" for n in names)
     assert all(os.path.isfile(out / r["output_path"]) for r in rows)
+
+
+# The transpose that makes a picture stored with each EXIF orientation upright (EXIF 2.3).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "WEBP", "JPEG"])
+def test_every_exif_orientation_comes_out_upright_in_every_format(tmp_path: Path, fmt: str) -> None:
+    # Some Pillow versions turn TIFFs upright themselves: augctl must not turn them twice.
+    stored = photo(7, (36, 20))
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+        extra |= {"lossless": True} if fmt == "WEBP" else {}
+        _save(
+            tmp_path / "in" / "a" / f"o{orientation}.{fmt.lower()}",
+            stored,
+            format=fmt,
+            exif=exif.tobytes(),
+            **extra,
+        )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nvariants: 0\ninclude_originals: true\noutput: {format: png}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(out)
+    for orientation in range(1, 9):
+        want = stored if orientation == 1 else stored.transpose(UPRIGHT[orientation])
+        got = pixels(out, rows, f"a/o{orientation}.{fmt.lower()}")
+        assert got.shape[:2] == (want.height, want.width), orientation
+        diff = np.abs(got.astype(int) - np.asarray(want, int))
+        assert diff.mean() < 3, (orientation, diff.mean())
+
+
+def test_what_pillow_keeps_beside_the_pixels_never_reaches_an_output(tmp_path: Path) -> None:
+    # A LAB TIFF converts to RGB with a freshly made sRGB profile (dated now): outputs would
+    # differ from run to run. A group4 TIFF's compression can't encode 8-bit pixels.
+    src = tmp_path / "in" / "a"
+    src.mkdir(parents=True)
+    Image.new("LAB", (40, 30), (60, 20, -20)).save(src / "lab.tif")
+    photo(3, (40, 30)).convert("1").save(src / "scan.tif", compression="group4")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 1\ninclude_originals: true\noutput: {format: same}\n"
+        "pipeline:\n  - hflip: {}\n"
+    )
+    outputs = []
+    for run in ("one", "two"):
+        args = ["expand", "-r", str(recipe), str(tmp_path / "in"), str(tmp_path / run)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert read_manifest(tmp_path / run, "errors.csv") == []
+        outputs.append(output_files(tmp_path / run))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+    for name, data in outputs[0].items():
+        assert "icc_profile" not in Image.open(io.BytesIO(data)).info, name
+
+
+def test_float_image_with_nan_and_inf_keeps_its_finite_scale(tmp_path: Path) -> None:
+    values = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(30, 40)
+    values[0, 0], values[0, 1], values[0, 2] = np.nan, np.inf, -np.inf
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    Image.fromarray(values, "F").save(tmp_path / "in" / "a" / "f.tif")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nvariants: 0\ninclude_originals: true\noutput: {format: png}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out)])
+    assert result.exit_code == 0, result.output
+    got = pixels(out, read_manifest(out), "a/f.tif").astype(int)
+    want = np.rint(np.nan_to_num(values, nan=0, posinf=1, neginf=0) * 255)
+    assert np.array_equal(got, want)
