@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,6 +238,14 @@ def _check_sizes(
 
 def run_task(job: Job, task: Task) -> Result:
     """Decode one source once (per draft scale), write all its variants, return their rows."""
+    # Pillow's and numpy's warnings ("Corrupt EXIF data", "invalid value") name no file and
+    # would interleave on the terminal; what matters about a source is in its result.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _run_task(job, task)
+
+
+def _run_task(job: Job, task: Task) -> Result:
     recipe = job.recipe
     result = Result(task)
     try:

@@ -300,3 +300,20 @@ def test_a_bookkeeping_file_that_cannot_be_written_leaves_no_temporary_file(
     with pytest.raises(OSError):
         manifest.write_text_atomic(str(tmp_path / "run.json"), "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_library_warnings_about_a_source_stay_off_the_terminal(tmp_path: Path) -> None:
+    # An EXIF entry pointing past its block: Pillow warns "Tag data larger than file",
+    # naming no file. The source is fine; the terminal should hear nothing about it.
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x0f\x01\x02\x00\x64\x00\x00\x00"
+    src = make_tree(tmp_path / "in", {"a": 2})
+    photo_file = src / "a" / "odd_exif.jpg"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(photo_file, exif=exif + b"\x1a" + bytes(7))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip: {}\n")
+    cmd = augctl_cmd("expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q")
+    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert len(read_manifest(tmp_path / "out")) == 3 * 2
