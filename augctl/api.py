@@ -8,9 +8,9 @@ import os
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 from . import __version__, dataset, manifest, pipeline
 from .dataset import Listing, Skipped
@@ -26,7 +26,7 @@ from .plan import Shard, Task, Variant, listing_sha256, make_plan, parse_shard
 from .recipe import Recipe, RecipeSource, load_recipe
 
 Progress = Callable[[int, int], None]
-ShardSpec = Union[Shard, str, None]
+ShardSpec = Shard | str | None
 
 # Rough encoded bytes per output pixel of colour photos, by format (JPEG/WebP at quality 90),
 # for the --dry-run size estimate. Flat graphics compress far better, noise far worse.

@@ -12,8 +12,8 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import EngineError, UsageError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -35,7 +35,7 @@ class Compose:
     n: tuple[int, int] = (1, 1)
 
 
-Node = Union[Step, Compose]
+Node = Step | Compose
 Applied = list[dict[str, Any]]
 
 

@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -96,7 +96,7 @@ def _node_dict(node: Node) -> dict[str, Any]:
     return {node.kind: body}
 
 
-RecipeSource = Union[str, Path, dict, Recipe]
+RecipeSource = str | Path | dict | Recipe
 
 
 def load_recipe(source: RecipeSource, *, name: str | None = None) -> Recipe:
