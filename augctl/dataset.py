@@ -93,6 +93,10 @@ def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> 
                 )
         elif os.path.splitext(entry.name)[1].lower() in exts:
             root_images.append(entry.name)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            listing.warnings.append(
+                f"{entry.name!r} at the input root is a broken link; no class folder read from it"
+            )
     if root_images:
         listing.warnings.append(
             f"{len(root_images)} image(s) at the input root are in no class folder and are skipped "

@@ -200,6 +200,7 @@ def _make_plan(listing: Listing, recipe: Recipe) -> list[Task]:
     counts = _augmented_counts(listing.sources, recipe)
     tasks = []
     seen: dict[str, str] = {}
+    clashes: dict[tuple[str, str], str] = {}  # (source, source) -> a name both would get
     for source, count in zip(listing.sources, counts):
         fmt, ext = output_format(recipe.format, posixpath.splitext(source.rel)[1])
         stem = output_stem(source.rel)
@@ -210,14 +211,19 @@ def _make_plan(listing: Listing, recipe: Recipe) -> list[Task]:
             out_rel = f"{prefix}{index:03d}{ext}"
             key = out_rel.casefold()  # collisions on case-insensitive filesystems count too
             if key in seen:
-                raise PlanError(
-                    f"sources {seen[key]} and {source.rel} would both be written as {out_rel} "
-                    f"(on a case-insensitive filesystem); rename one of them"
-                )
+                clashes.setdefault((seen[key], source.rel), out_rel)
+                continue
             seen[key] = source.rel
             variants.append(Variant(index, seed, out_rel))
         if variants:
             tasks.append(Task(source=source, fmt=fmt, variants=tuple(variants)))
+    if clashes:
+        pairs = [f"{a} and {b} would both be written as {out}" for (a, b), out in clashes.items()]
+        more = f" (and {len(pairs) - 10} more)" if len(pairs) > 10 else ""
+        raise PlanError(
+            f"output names would collide on a case-insensitive filesystem: "
+            f"{'; '.join(pairs[:10])}{more}; rename one of each pair"
+        )
     return tasks
 
 

@@ -271,3 +271,25 @@ def test_python_api_from_an_unguarded_script_says_why_and_blames_no_image(
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "21"
+
+
+def test_names_that_differ_only_in_case_are_all_reported_before_any_work(
+    tmp_path: Path, recipe_file: Path
+) -> None:
+    src = make_tree(tmp_path / "in", {"a": 2})
+    for name in ("x.jpg", "x.JPG", "Y.png", "y.png"):
+        Image.new("RGB", (8, 8)).save(src / "a" / name, format="PNG" if "png" in name else "JPEG")
+    result = expand_cli("-r", recipe_file, src, tmp_path / "out")
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.count("would both be written as") == 2, message
+    assert "a/x.JPG and a/x.jpg" in message and "a/Y.png and a/y.png" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_broken_link_at_the_input_root_is_a_warning(tmp_path: Path, recipe_file: Path) -> None:
+    src = make_tree(tmp_path / "in", {"a": 1})
+    (src / "gone").symlink_to(tmp_path / "nowhere")
+    result = expand_cli("-r", recipe_file, src, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "'gone' at the input root is a broken link" in result.stderr
