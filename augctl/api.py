@@ -191,10 +191,26 @@ def expand(
         job = Job(
             recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
         )
+        in_flight: dict[str, Task] = {}  # handed to the executor, rows not yet recorded
+
+        def handed(tasks: list[Task]) -> Iterator[Task]:
+            for task in tasks:
+                in_flight[task.source.rel] = task
+                yield task
+
         try:
             # closing(): on an early stop the workers are stopped now, not at interpreter exit.
-            with contextlib.closing(run(job, pending, workers or default_workers())) as results:
-                _collect(results, len(pending), writer, errors, summary, on_error, progress)
+            with contextlib.closing(run(job, handed(pending), workers or default_workers())) as (
+                results
+            ):
+                _collect(
+                    results, len(pending), writer, errors, summary, on_error, progress, in_flight
+                )
+        except BaseException:
+            # Stopped early (Ctrl-C, --on-error fail, disk full): files of tasks whose rows
+            # never came back have no manifest row; they go, and the next run redoes them.
+            _remove_unrecorded(out_dir, in_flight.values())
+            raise
         finally:
             with _output_errors(output_dir):
                 writer.close()
@@ -406,6 +422,7 @@ def _collect(
     summary: Summary,
     on_error: str,
     progress: Progress | None,
+    in_flight: dict[str, Task],
 ) -> None:
     """Record each worker result as it arrives (the parent is the only writer)."""
     for n, result in enumerate(results, 1):
@@ -420,6 +437,7 @@ def _collect(
                 raise SourceError(f"{source.rel}: {result.error}")
         with _output_errors(summary.output_dir):
             writer.add(result.rows)
+        in_flight.pop(result.task.source.rel, None)
         summary.written += len(result.rows)
         summary.processed += 1
         if progress:
@@ -639,6 +657,14 @@ def _remove_listed(out_dir: str, rows: list[dict[str, str]], files: manifest.Run
     for name in files.names():
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(out_dir, name))
+
+
+def _remove_unrecorded(out_dir: str, tasks: Iterable[Task]) -> None:
+    """Delete the outputs of tasks stopped before their rows were recorded (none was)."""
+    for task in tasks:
+        for variant in task.variants:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out_dir, variant.out_rel))
 
 
 def _remove_temp_files(out_dir: str, owned: set[str] | None) -> None:

@@ -425,8 +425,10 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
             ended = True
         finally:
             if not ended:  # the caller stopped early: don't wait for busy workers
-                for proc in list((pool._processes or {}).values()):
+                for proc in procs.values():
                     proc.terminate()
+                for proc in procs.values():  # gone before the caller tidies their files
+                    proc.join(timeout=5)
             pool.shutdown(wait=ended and not crashed, cancel_futures=True)
         if finished:
             return

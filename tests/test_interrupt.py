@@ -164,3 +164,20 @@ def test_ctrl_c_while_a_command_starts_exits_130(tmp_path: Path, monkeypatch) ->
     assert result.exit_code == 130
     assert "Aborted" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_stopped_by_a_bad_source_leaves_no_file_without_its_row(tmp_path: Path) -> None:
+    # --on-error fail stops at the first bad source while other sources are in flight; what
+    # they had written has no row, and must not stay behind as unexplained files.
+    src = make_tree(tmp_path / "in", {"a": 24}, size=(320, 240))
+    (src / "a" / "img_3_bad.jpg").write_bytes(b"")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nvariants: 6\npipeline:\n  - rotate: {degrees: [-30, 30]}\n")
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        cmd = augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q", "--on-error", "fail")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert "img_3_bad.jpg" in proc.stderr
+        verified = subprocess.run(augctl_cmd("verify", out), capture_output=True, text=True)
+        assert "orphan" not in verified.stdout + verified.stderr, verified.stdout
