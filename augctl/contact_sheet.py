@@ -92,7 +92,8 @@ def preview(
     rows = math.ceil(n / cols)
     sheet = Image.new("RGB", (cols * tile, rows * (tile + cap_h)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    # Seeded like `expand` seeds IN/<class>/<name>, so the sheet shows what a run writes.
+    # Seeded like `expand` seeds IN/<class>/<name>: the sheet shows the ops and parameters a
+    # run draws (from a full decode; a run may decode a large JPEG at reduced scale).
     name = "/".join(os.path.abspath(path).split(os.sep)[-2:])
     partners = _siblings(path, rec)
     for i in range(n):

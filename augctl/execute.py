@@ -32,6 +32,8 @@ from .recipe import Recipe
 MAX_WORKER_DEATHS = 2
 # Variants 1..PROBE_VARIANTS of a source decide the JPEG draft scale it is decoded at once.
 PROBE_VARIANTS = 8
+# The shortest side a reduced-scale decode may leave (see decode_scales).
+MIN_DRAFT_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,13 @@ def decode_scales(
         common = min(common, needs(index))
         if common == 1:  # a full decode for all: no other variant's need matters
             return dict.fromkeys(sampled, 1)
-    # A side shorter than the scale would decode to nothing (libjpeg needs one pixel).
-    cap = next(s for s in pipeline.DRAFT_SCALES if s <= min(header.stored))
+    # A reduced image covers whole blocks of `s` pixels, so its last row and column reach up
+    # to s - 1 pixels past the picture: at most one output pixel, unless the image is so
+    # thin that one pixel is much of it. Scales that leave a side under MIN_DRAFT_SIDE pixels
+    # are not used (and a side shorter than the scale would decode to nothing).
+    cap = next(
+        s for s in pipeline.DRAFT_SCALES if s == 1 or min(header.stored) >= MIN_DRAFT_SIDE * s
+    )
     return {i: min(common, needs(i), cap) for i in sampled}
 
 

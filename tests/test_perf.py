@@ -419,3 +419,23 @@ def test_affine_resample_is_the_closer_of_bilinear_and_supersampling(scale: floa
             - _psnr_to_area_average(image, matrix, other)
         )
     assert min(gains) > -0.5 and sum(gains) / len(gains) > 0.3, gains
+
+
+def test_thin_jpegs_are_not_draft_decoded_to_a_few_pixels(tmp_path: Path) -> None:
+    # A reduced image's last block reaches up to scale - 1 pixels past the picture: one
+    # output pixel, which is most of a 4-pixel-wide output. Thin sources decode in full.
+    jpeg(tmp_path / "in" / "k" / "thin.jpg", photo(5, (40, 1003)), 6)
+    jpeg(tmp_path / "in" / "k" / "wide.jpg", photo(6, (1001, 667)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 2\npipeline:\n"
+        "  - rotate: {degrees: [5, 10], expand: true}\n  - scale: {factor: 0.1}\n"
+    )
+    out = tmp_path / "out"
+    args = ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out), "-q"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    scales = {
+        row["source_path"]: json.loads(row["ops"])[0].get("scale", 1) for row in read_manifest(out)
+    }
+    assert scales == {"k/thin.jpg": 1, "k/wide.jpg": 8}
+    assert CliRunner().invoke(main, ["verify", str(out), "--deep"]).exit_code == 0
