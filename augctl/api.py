@@ -16,7 +16,7 @@ from . import __version__, dataset, manifest, pipeline
 from .dataset import Listing, Skipped
 from .engines import Executor, get_executor
 from .errors import OutputError, SourceError, UsageError
-from .execute import Job, Result, default_workers, rng_for
+from .execute import Job, Result, default_workers, library_versions, rng_for
 from .images import TEMP_SUFFIX, probe
 from .limits import MAX_SEED, MAX_VARIANTS
 from .ops import REGISTRY
@@ -161,6 +161,7 @@ def expand(
             )
             run_info = {
                 "augctl_version": __version__,
+                "libraries": library_versions(),
                 "status": "running",
                 "command": command,
                 "recipe_sha256": rec.sha256,

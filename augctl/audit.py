@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import manifest
+from . import __version__, manifest
 from .dataset import is_junk
 from .errors import UsageError
 from .images import TEMP_SUFFIX, keeps_alpha, output_format
@@ -176,14 +176,27 @@ def replay(
             continue
         partners = Partners((), row["source_path"], partner_loader(root, recipe, keeps_alpha(fmt)))
         _, data = render(loaded, ops, fmt, recipe, partners)
-        results.append(_compare(rel, hashlib.sha256(data).hexdigest(), row, os.path.join(out, rel)))
+        made = hashlib.sha256(data).hexdigest()
+        results.append(
+            _compare(rel, made, row, os.path.join(out, rel), _versions_differ(info, row))
+        )
     return results
 
 
-def _compare(rel: str, made: str, row: dict[str, str], path: str) -> Replayed:
+def _versions_differ(info: dict[str, Any], row: dict[str, str]) -> str:
+    """Why bytes may legitimately differ: the run's augctl, Pillow or numpy is not this one."""
+    from .execute import library_versions
+
+    then = {"augctl": row.get("augctl_version", ""), **info.get("libraries", {})}
+    now = {"augctl": __version__, **library_versions()}
+    changed = [f"{k} {then[k]} then, {now[k]} now" for k in now if then.get(k, now[k]) != now[k]]
+    return f" (made with other versions: {', '.join(changed)})" if changed else ""
+
+
+def _compare(rel: str, made: str, row: dict[str, str], path: str, versions: str = "") -> Replayed:
     """Compare re-created bytes with the manifest's record and the file on disk."""
     if made != row["output_sha256"]:
-        return Replayed(rel, False, "re-created bytes differ from the manifest's sha256")
+        return Replayed(rel, False, f"re-created bytes differ from the manifest's sha256{versions}")
     if not os.path.isfile(path):
         return Replayed(rel, False, "re-created bytes match the manifest, but the file is missing")
     if _sha256_file(path) != made:

@@ -66,6 +66,13 @@ class Result:
     fatal: bool = False
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that decide output bytes (recorded in run.json)."""
+    import PIL
+
+    return {"pillow": PIL.__version__, "numpy": np.__version__}
+
+
 def rng_for(seed: int) -> np.random.Generator:
     """The generator of one variant (PCG64 seeded through SeedSequence)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))

@@ -223,6 +223,7 @@ def test_a_source_that_kills_every_dask_worker_is_an_error(
                 scheduler=cluster.scheduler_address,
             )
     assert str(exc.value).startswith(
-        "a Dask task failed: RuntimeError: this Dask worker runs augctl 0.1.0, the client 9.9.9 "
+        f"a Dask task failed: RuntimeError: this Dask worker runs augctl {augctl.__version__}, "
+        "the client 9.9.9 "
         "(every worker needs the same augctl installed"
     )

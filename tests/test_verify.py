@@ -111,3 +111,21 @@ def test_python_api(done: Path) -> None:
     assert report.ok and report.checked == 21 and report.replayed == 21
     path = read_manifest(done)[0]["output_path"]
     assert [r.identical for r in augctl.replay(done, [path])] == [True]
+
+
+def test_deep_verify_says_when_the_run_was_made_with_other_versions(done: Path) -> None:
+    # The same recipe can give other bytes under another Pillow: say so, not just "differs".
+    run = json.loads((done / "run.json").read_text())
+    assert set(run["libraries"]) == {"pillow", "numpy"}
+    run["libraries"]["pillow"] = "1.0"
+    (done / "run.json").write_text(json.dumps(run))
+    rows = read_manifest(done)
+    forged = done / rows[0]["output_path"]
+    forged.write_bytes(forged.read_bytes() + b"\x00")
+    text = (done / "manifest.csv").read_text(encoding="utf-8")
+    (done / "manifest.csv").write_text(
+        text.replace(rows[0]["output_sha256"], v._sha256_file(str(forged)))
+    )
+    result = invoke("verify", done, "--deep")
+    assert result.exit_code == 1
+    assert "(made with other versions: pillow 1.0 then, " in result.stdout
