@@ -199,29 +199,35 @@ def make_plan(listing: Listing, recipe: Recipe) -> list[Task]:
 def _make_plan(listing: Listing, recipe: Recipe) -> list[Task]:
     counts = _augmented_counts(listing.sources, recipe)
     tasks = []
+    # Names are `<cls>/<stem>_aug<digits><ext>`: as the digits can't hold "_aug" or the "."
+    # of an extension, two names are equal exactly when stem, extension and digits are. Every
+    # source's indices start at the same first index, so two sources with outputs clash iff
+    # their `<cls>/<stem><ext>` are equal: one key per source, not one per output.
     seen: dict[str, str] = {}
     clashes: dict[tuple[str, str], str] = {}  # (source, source) -> a name both would get
     for source, count in zip(listing.sources, counts):
         fmt, ext = output_format(recipe.format, posixpath.splitext(source.rel)[1])
         stem = output_stem(source.rel)
-        variants = []
         indices = variant_indices(recipe, count)
+        if not indices:
+            continue
         prefix = f"{source.cls}/{stem}_aug"
-        for index, seed in zip(indices, variant_seeds(recipe.seed, source.rel, indices)):
-            out_rel = f"{prefix}{index:03d}{ext}"
-            key = out_rel.casefold()  # collisions on case-insensitive filesystems count too
-            if key in seen:
-                clashes.setdefault((seen[key], source.rel), out_rel)
-                continue
-            seen[key] = source.rel
-            variants.append(Variant(index, seed, out_rel))
-        if variants:
-            tasks.append(Task(source=source, fmt=fmt, variants=tuple(variants)))
+        key = f"{source.cls}/{stem}{ext}".casefold()  # case-insensitive filesystems count too
+        if key in seen:
+            clashes.setdefault((seen[key], source.rel), f"{prefix}{indices[0]:03d}{ext}")
+            continue
+        seen[key] = source.rel
+        seeds = variant_seeds(recipe.seed, source.rel, indices)
+        variants = tuple(
+            Variant(index, seed, f"{prefix}{index:03d}{ext}") for index, seed in zip(indices, seeds)
+        )
+        tasks.append(Task(source=source, fmt=fmt, variants=variants))
     if clashes:
         pairs = [f"{a} and {b} would both be written as {out}" for (a, b), out in clashes.items()]
         more = f" (and {len(pairs) - 10} more)" if len(pairs) > 10 else ""
         raise PlanError(
-            f"output names would collide on a case-insensitive filesystem: "
+            "output names would collide (compared ignoring case, as macOS and Windows "
+            f"filesystems do): "
             f"{'; '.join(pairs[:10])}{more}; rename one of each pair"
         )
     return tasks

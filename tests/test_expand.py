@@ -277,13 +277,15 @@ def test_names_that_differ_only_in_case_are_all_reported_before_any_work(
     tmp_path: Path, recipe_file: Path
 ) -> None:
     src = make_tree(tmp_path / "in", {"a": 2})
-    for name in ("x.jpg", "x.JPG", "Y.png", "y.png"):
+    (src / "a" / "p").mkdir()
+    for name in ("x.jpg", "x.JPG", "Y.png", "y.png", "p/q.png", "p__q.png"):
         Image.new("RGB", (8, 8)).save(src / "a" / name, format="PNG" if "png" in name else "JPEG")
     result = expand_cli("-r", recipe_file, src, tmp_path / "out")
     assert result.exit_code == 2
     message = result.stderr.strip()
-    assert message.count("would both be written as") == 2, message
+    assert message.count("would both be written as") == 3, message
     assert "a/x.JPG and a/x.jpg" in message and "a/Y.png and a/y.png" in message
+    assert "a/p/q.png and a/p__q.png would both be written as a/p__q_png_aug001" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
