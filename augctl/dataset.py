@@ -12,7 +12,7 @@ from .errors import PlanError
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "lost+found"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """One source image: `path` to read it, `rel` (POSIX, NFC, relative to the root) to name it."""
 
@@ -21,7 +21,7 @@ class Source:
     cls: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A file that looks like a source but can't be used, with the reason."""
 

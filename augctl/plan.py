@@ -17,7 +17,7 @@ from .recipe import Recipe
 _MAX_NAME_BYTES = 200  # well under the 255-byte file-name limit of common filesystems
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Variant:
     """One output: its variant index (0 = the original), rng seed and path relative to OUT."""
 
@@ -26,7 +26,7 @@ class Variant:
     out_rel: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One unit of work: a source decoded once, and the variants made from it."""
 
