@@ -504,7 +504,7 @@ def _select(
     bad: dict[str, dataset.Skipped] = {}
     for raw in only:
         if not dataset.valid_text(raw):
-            shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            shown = dataset.shown_name(raw)
             bad[shown] = dataset.Skipped(shown, "", "file name is not valid UTF-8; rename it")
             continue
         rel = _relative_to_input(in_dir, raw)

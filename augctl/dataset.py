@@ -59,6 +59,11 @@ def valid_text(name: str) -> bool:
     return True
 
 
+def shown_name(name: str) -> str:
+    """A name that isn't valid UTF-8, bad bytes as \\xNN (readable; two such names stay two)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def walk(root: str, extensions: tuple[str, ...], exclude: str | None = None) -> Listing:
     """List the sources under `root`: `root/<class>/**/<image>`; `exclude` is never entered."""
     if not os.path.isdir(root):
@@ -164,8 +169,9 @@ def _walk_class(
         if os.path.splitext(entry.name)[1].lower() not in exts:
             continue
         if not valid_text(child_rel):
-            shown = child_rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            listing.skipped.append(Skipped(shown, cls, "file name is not valid UTF-8; rename it"))
+            listing.skipped.append(
+                Skipped(shown_name(child_rel), cls, "file name is not valid UTF-8; rename it")
+            )
             continue
         child_rel = nfc(child_rel)
         try:

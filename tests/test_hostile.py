@@ -150,8 +150,8 @@ def test_files_from_run_keeps_earlier_errors(tmp_path: Path, recipe: Path) -> No
     result = invoke("expand", "-r", recipe, src, out, "-q", "--files-from", listing)
     assert result.exit_code == 0, result.output
     errors = {e["source_path"]: e["reason"] for e in read_manifest(out, "errors.csv")}
-    assert set(errors) == {"cat/bad.jpg", "cat/\ufffd\ufffd.jpg"}
-    assert errors["cat/\ufffd\ufffd.jpg"] == "file name is not valid UTF-8; rename it"
+    assert set(errors) == {"cat/bad.jpg", "cat/\\xff\\xfe.jpg"}
+    assert errors["cat/\\xff\\xfe.jpg"] == "file name is not valid UTF-8; rename it"
 
 
 def test_overrides_are_bounded_and_destructive_flags_ignore_the_environment(
