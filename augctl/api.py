@@ -429,16 +429,18 @@ def _collect(
     for n, result in enumerate(results, 1):
         if result.fatal:
             raise OutputError(
-                f"{result.error}; what was written so far is recorded; re-run to continue"
+                f"{result.error}; what earlier sources wrote is recorded; re-run to continue"
             )
         if result.error is not None:
             source = result.task.source
             errors.append({"source_path": source.rel, "class": source.cls, "reason": result.error})
             if on_error == "fail":
                 raise SourceError(f"{source.rel}: {result.error}")
+        # Rows handed to the writer are committed even if this add fails (close() retries),
+        # so their files must not count as unrecorded.
+        in_flight.pop(result.task.source.rel, None)
         with _output_errors(summary.output_dir):
             writer.add(result.rows)
-        in_flight.pop(result.task.source.rel, None)
         summary.written += len(result.rows)
         summary.processed += 1
         if progress:

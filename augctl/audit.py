@@ -189,7 +189,9 @@ def _versions_differ(info: dict[str, Any], row: dict[str, str]) -> str:
 
     then = {"augctl": row.get("augctl_version", ""), **info.get("libraries", {})}
     now = {"augctl": __version__, **library_versions()}
-    changed = [f"{k} {then[k]} then, {now[k]} now" for k in now if then.get(k, now[k]) != now[k]]
+    changed = [
+        f"{k} {then[k]} then, {now[k]} now" for k in now if then.get(k) not in ("", None, now[k])
+    ]
     return f" (made with other versions: {', '.join(changed)})" if changed else ""
 
 

@@ -400,7 +400,7 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
 def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
     ctx = multiprocessing.get_context("spawn")
     todo = iter(tasks)
-    again: list[Task] = []  # in flight when the workers died before starting: not theirs
+    again: list[Task] = []  # not finished when the pool broke, through no fault of theirs
     suspects: list[Task] = []  # in flight when a worker died: retried alone
     deaths: dict[str, int] = {}
     killed_starts = 0
@@ -415,8 +415,8 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
             size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, os.getpid())
         )
         running: dict[cf.Future, Task] = {}
+        procs: dict[int, Any] = {}  # kept here: a broken pool may forget its processes
         finished = crashed = ended = False
-        procs: dict[int, Any] = {}
         try:
             while not crashed:
                 while len(running) < window and not (alone and not suspects):
@@ -424,32 +424,44 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     task = queue.pop(0) if queue else next(todo, None)
                     if task is None:
                         break
-                    running[pool.submit(_run_in_worker, task)] = task
-                    procs.update(pool._processes or {})  # kept: a broken pool may drop them
+                    try:
+                        running[pool.submit(_run_in_worker, task)] = task
+                    except cf.process.BrokenProcessPool:  # a worker died since the last wait
+                        (suspects if queue is suspects else again).insert(0, task)
+                        crashed = True
+                        break
+                    procs.update(pool._processes or {})
+                if crashed:
+                    break
                 if not running:
                     finished = not alone  # suspects cleared: on with a full pool
                     break
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    if future.exception() is not None:
+                    error = future.exception()
+                    if isinstance(error, cf.process.BrokenProcessPool):
                         crashed = True
                         continue
-                    del running[future]
-                    yield future.result()
+                    task = running.pop(future)
+                    if error is None:
+                        yield future.result()
+                    else:  # raised past run_task (SystemExit, a result that can't be pickled)
+                        reason = f"failed while augmenting: {type(error).__name__}: {error}"
+                        yield Result(task, error=reason)
             ended = True
         finally:
-            if not ended:  # the caller stopped early: don't wait for busy workers
+            if not ended or crashed:  # stopped early or broken: no worker writes after this
                 for proc in procs.values():
                     proc.terminate()
-                for proc in procs.values():  # gone before the caller tidies their files
+                for proc in procs.values():
                     proc.join(timeout=5)
             pool.shutdown(wait=ended and not crashed, cancel_futures=True)
         if finished:
             return
         if not crashed:
             continue
-        lost = [t for f, t in running.items() if not f.done() or f.exception() is not None]
-        yield from (f.result() for f in running if f.done() and f.exception() is None)
+        lost = [task for future, task in running.items() if not _succeeded(future)]
+        yield from (future.result() for future in running if _succeeded(future))
         if not started.is_set():
             if any((p.exitcode or 0) > 0 for p in procs.values()):
                 raise EngineError(NOT_STARTED)  # an error in Python, the same every time
@@ -470,3 +482,7 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                 )
             else:
                 suspects.append(task)
+
+
+def _succeeded(future: cf.Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None

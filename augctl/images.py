@@ -168,6 +168,7 @@ def _orients_itself(pil_format: str) -> bool:
     try:
         Image.new("L", (2, 1)).save(buf, save_as, exif=exif.tobytes())
         with Image.open(buf) as image:
+            image.load()  # whenever this Pillow swaps the size, it has by now
             return image.size == (1, 2)
     except Exception:  # a format this Pillow can't write: it can't have changed either
         return False
@@ -323,7 +324,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         elif image.mode != "F" and lo >= 0 and hi <= 65535:
             scaled = arr / 257.0  # the full 16-bit range onto 0-255
         else:
-            scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+            scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.where(arr > lo, 255.0, 0.0)
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 

@@ -217,12 +217,12 @@ def _straight(table: list[int]) -> bool:
 def _moves_whole_pixels(m: Matrix) -> bool:
     """Whether a matrix maps the pixel grid onto itself (a signed permutation of the axes
     and a whole-pixel shift): every output pixel is one input pixel, nothing is blended."""
-    a, b, c, d, e, f = m
+    a, b, _, d, e, _ = m
     linear = sorted(abs(v) for v in (a, b, d, e))
     return (
         all(abs(v - round(v)) < _TOL for v in m)
-        and linear == [0.0, 0.0, 1.0, 1.0]
-        and abs(a * e - b * d) == 1.0
+        and [round(v) for v in linear] == [0, 0, 1, 1]
+        and abs(abs(a * e - b * d) - 1) < _TOL
     )
 
 

@@ -181,3 +181,41 @@ def test_a_run_stopped_by_a_bad_source_leaves_no_file_without_its_row(tmp_path: 
         assert "img_3_bad.jpg" in proc.stderr
         verified = subprocess.run(augctl_cmd("verify", out), capture_output=True, text=True)
         assert "orphan" not in verified.stdout + verified.stderr, verified.stdout
+
+
+def test_rows_handed_to_the_manifest_keep_their_files_when_a_commit_fails(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # The disk fills while the parent commits a group of rows: the run stops, but those
+    # rows still reach the manifest when it closes, so their files must stay.
+    import errno
+
+    import augctl
+    from augctl import manifest
+    from augctl.execute import run_task
+
+    def serial(job, tasks, workers):
+        for i, task in enumerate(tasks):
+            result = run_task(job, task)
+            if i == 0:
+                time.sleep(1.2)  # the next add commits the group
+            yield result
+
+    real, calls = manifest._sync_filesystem, []
+
+    def disk_full_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(manifest, "_sync_filesystem", disk_full_once)
+    src = make_tree(tmp_path / "in", {"a": 3})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nseed: 5\nvariants: 2\npipeline:\n  - hflip: {p: 0.5}\n")
+    out = tmp_path / "out"
+    with pytest.raises(augctl.OutputError):
+        augctl.expand(src, out, recipe, executor=serial)
+    assert calls  # the commit really failed once
+    result = CliRunner().invoke(main, ["verify", str(out)])
+    assert "missing" not in result.output, result.output

@@ -120,3 +120,86 @@ def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert (proc.returncode, proc.stderr) == (1, "")  # it left on its own, without an error
+
+
+SLOW_CONSUMER = """
+import sys, time
+import augctl
+
+def progress(n, total):
+    if n == 1:
+        time.sleep(2)  # meanwhile a worker dies: the pool is broken at the next submit
+
+if __name__ == "__main__":
+    src, out, recipe = sys.argv[1:]
+    summary = augctl.expand(src, out, recipe, workers=2, progress=progress)
+    print(summary.processed, summary.skipped)
+"""
+
+
+def test_a_pool_broken_while_the_parent_is_busy_is_rebuilt(tmp_path: Path) -> None:
+    src, site, recipe = setup(tmp_path, once=False)
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_CONSUMER)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [sys.executable, str(script), str(src), str(tmp_path / "out"), str(recipe)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["24", "1"]
+    errors = read_manifest(tmp_path / "out", "errors.csv")
+    assert [e["source_path"] for e in errors] == ["a/img_5.jpg"]
+
+
+RAISING_JOB = """
+import sys
+import augctl
+from augctl import execute
+
+
+def _install(job):
+    real = execute.run_task
+
+    def run_task(job, task):
+        if task.source.rel == "a/img_1.jpg":
+            raise SystemExit(3)  # past run_task's own net, which catches Exception
+        return real(job, task)
+
+    execute.run_task = run_task
+    return job
+
+
+class Job:
+    def __init__(self, job):
+        self.job = job
+
+    def __reduce__(self):  # unpickled in each worker: patches it, then is the real job
+        return (_install, (self.job,))
+
+
+def executor(job, tasks, workers):
+    yield from execute._run_pool(Job(job), tasks, workers)
+
+
+if __name__ == "__main__":
+    src, out, recipe = sys.argv[1:]
+    summary = augctl.expand(src, out, recipe, workers=2, executor=executor)
+    print(summary.processed, summary.skipped, summary.written)
+"""
+
+
+def test_a_task_raising_past_run_task_is_its_own_error_not_a_crash(tmp_path: Path) -> None:
+    src, _, recipe = setup(tmp_path, once=False)
+    script = tmp_path / "raising.py"
+    script.write_text(RAISING_JOB)
+    cmd = [sys.executable, str(script), str(src), str(tmp_path / "out"), str(recipe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["24", "1", str(23 * 3)]
+    errors = read_manifest(tmp_path / "out", "errors.csv")
+    assert [(e["source_path"], e["reason"]) for e in errors] == [
+        ("a/img_1.jpg", "failed while augmenting: SystemExit: 3")
+    ]
+    assert len(read_manifest(tmp_path / "out")) == 23 * 3  # nothing made twice
