@@ -67,16 +67,21 @@ def test_tampering_is_reported(done: Path) -> None:
     ]
 
 
+def forge(done: Path, row: dict[str, str]) -> None:
+    """Rewrite an output and its manifest hash together, as a forger would."""
+    forged = done / row["output_path"]
+    forged.write_bytes(forged.read_bytes() + b"\x00")
+    text = (done / "manifest.csv").read_text(encoding="utf-8")
+    (done / "manifest.csv").write_text(
+        text.replace(row["output_sha256"], v._sha256_file(str(forged)))
+    )
+
+
 def test_deep_verify_catches_a_forged_manifest(done: Path) -> None:
     # A file rewritten together with its manifest hash passes the shallow check;
     # only re-creating it from its source and ops shows it is not what augctl made.
     rows = read_manifest(done)
-    forged = done / rows[4]["output_path"]
-    forged.write_bytes(forged.read_bytes() + b"\x00")
-    text = (done / "manifest.csv").read_text(encoding="utf-8")
-    (done / "manifest.csv").write_text(
-        text.replace(rows[4]["output_sha256"], v._sha256_file(str(forged)))
-    )
+    forge(done, rows[4])
     assert invoke("verify", done).exit_code == 0
     result = invoke("verify", done, "--deep")
     assert result.exit_code == 1
@@ -119,13 +124,7 @@ def test_deep_verify_says_when_the_run_was_made_with_other_versions(done: Path) 
     assert set(run["libraries"]) == {"pillow", "numpy"}
     run["libraries"]["pillow"] = "1.0"
     (done / "run.json").write_text(json.dumps(run))
-    rows = read_manifest(done)
-    forged = done / rows[0]["output_path"]
-    forged.write_bytes(forged.read_bytes() + b"\x00")
-    text = (done / "manifest.csv").read_text(encoding="utf-8")
-    (done / "manifest.csv").write_text(
-        text.replace(rows[0]["output_sha256"], v._sha256_file(str(forged)))
-    )
+    forge(done, read_manifest(done)[0])
     result = invoke("verify", done, "--deep")
     assert result.exit_code == 1
     assert "(made with other versions: pillow 1.0 then, " in result.stdout
