@@ -434,6 +434,8 @@ def _collect(
         if result.error is not None:
             source = result.task.source
             errors.append({"source_path": source.rel, "class": source.cls, "reason": result.error})
+            # A source given up on (its worker died twice) may have written some outputs.
+            _remove_unrecorded(summary.output_dir, [result.task])
             if on_error == "fail":
                 raise SourceError(f"{source.rel}: {result.error}")
         # Rows handed to the writer are committed even if this add fails (close() retries),

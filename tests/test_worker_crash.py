@@ -203,3 +203,34 @@ def test_a_task_raising_past_run_task_is_its_own_error_not_a_crash(tmp_path: Pat
         ("a/img_1.jpg", "failed while augmenting: SystemExit: 3")
     ]
     assert len(read_manifest(tmp_path / "out")) == 23 * 3  # nothing made twice
+
+
+# Loaded by every Python process with this PYTHONPATH: a worker dies right after writing the
+# second output of img_5, every time (a crash part-way through a source).
+DIE_AFTER_WRITING = """
+import os, signal
+import augctl.images as images
+
+_write = images.write_atomic
+
+def write_then_die(path, data):
+    _write(path, data)
+    if path.endswith("/a/img_5_jpg_aug002.jpg"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+images.write_atomic = write_then_die
+"""
+
+
+def test_a_source_given_up_on_leaves_no_outputs_behind(tmp_path: Path) -> None:
+    src, site, recipe = setup(tmp_path, once=False)
+    (site / "sitecustomize.py").write_text(DIE_AFTER_WRITING)
+    result = run(src, tmp_path / "out", recipe, site)
+    assert result.returncode == 0, result.stderr
+    errors = read_manifest(tmp_path / "out", "errors.csv")
+    assert [e["source_path"] for e in errors] == ["a/img_5.jpg"]
+    assert not any(name.startswith("a/img_5_") for name in output_files(tmp_path / "out"))
+    verified = subprocess.run(
+        augctl_cmd("verify", tmp_path / "out"), capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout
