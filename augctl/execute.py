@@ -318,8 +318,13 @@ def _run_task(job: Job, task: Task) -> Result:
     except MemoryError:
         result.rows, result.error = [], "out of memory while processing this image"
     except Exception as exc:  # a worker never raises: one bad file must not end the run
-        result.rows, result.error = [], f"failed while augmenting: {type(exc).__name__}: {exc}"
+        result.rows, result.error = [], _failure(exc)
     return result
+
+
+def _failure(exc: BaseException) -> str:
+    """The errors.csv reason for an unexpected exception while making a source's outputs."""
+    return f"failed while augmenting: {type(exc).__name__}: {exc}"
 
 
 # --- the local process pool ------------------------------------------------------
@@ -446,8 +451,7 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     if error is None:
                         yield future.result()
                     else:  # raised past run_task (SystemExit, a result that can't be pickled)
-                        reason = f"failed while augmenting: {type(error).__name__}: {error}"
-                        yield Result(task, error=reason)
+                        yield Result(task, error=_failure(error))
             ended = True
         finally:
             if not ended or crashed:  # stopped early or broken: no worker writes after this
