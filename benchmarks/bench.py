@@ -13,8 +13,9 @@ times each (medians are printed):
 
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there. Then ``augctl --help`` wall time (median
-of 7) and walking + planning 100,000 generated empty files. ``--quick`` is a smoke run
-(tiny corpus, one repeat, 2,000 files): it checks the script works, not the numbers.
+of 7), a spawned worker's start-up (bare, with numpy, with ``augctl.execute``) and walking +
+planning 100,000 generated empty files. ``--quick`` is a smoke run (tiny corpus, one repeat,
+2,000 files): it checks the script works, not the numbers.
 """
 
 from __future__ import annotations
@@ -164,6 +165,30 @@ def startup_seconds(runs: int = 7) -> tuple[float, float]:
     )
 
 
+def _import(module: str) -> None:
+    sys.path.insert(0, str(REPO_ROOT))  # this checkout's augctl, as in the timed children
+    if module:
+        __import__(module)
+
+
+def _nothing() -> None:
+    return None
+
+
+def worker_startup_seconds(module: str, runs: int = 5) -> float:
+    """Median wall time for a spawn pool of one, its worker importing `module`, to run a no-op."""
+    ctx = multiprocessing.get_context("spawn")
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with cf.ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_import, initargs=(module,)
+        ) as pool:
+            pool.submit(_nothing).result()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def make_empty_tree(root: Path, files: int, classes: int = 100) -> Path:
     """`root/cNNN/img_NNNNNN.jpg`, empty files (kept and reused if already complete)."""
     marker = root / f".complete-{files}"
@@ -280,6 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     help_s, bare_s = startup_seconds()
     lines.append(
         f"augctl --help: {help_s:.3f} s (median of 7; bare python -c pass: {bare_s:.3f} s)"
+    )
+    startup_runs = 1 if args.quick else 5
+    bare, with_numpy, with_augctl = (
+        worker_startup_seconds(m, startup_runs) for m in ("", "numpy", "augctl.execute")
+    )
+    lines.append(
+        f"spawned worker start-up (pool of 1 to a no-op result, median of {startup_runs}): "
+        f"{bare:.3f} s bare, "
+        f"{with_numpy:.3f} s importing numpy, {with_augctl:.3f} s importing augctl.execute"
     )
     tree = make_empty_tree(corpus / f"_plan{plan_files}", plan_files)
     plan = _child("plan", str(tree))
