@@ -149,16 +149,23 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
 # --- start-up and planning ---------------------------------------------------------
 
 
+def _median_seconds(action: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls of `action`."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def startup_seconds(runs: int = 7) -> tuple[float, float]:
     """Median wall time of `augctl --help`, and of a bare interpreter for reference."""
 
     def median_of(cmd: list[str]) -> float:
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            subprocess.run(cmd, capture_output=True, env=_env(), check=True)
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+        return _median_seconds(
+            lambda: subprocess.run(cmd, capture_output=True, env=_env(), check=True), runs
+        )
 
     return median_of([sys.executable, "-m", "augctl", "--help"]), median_of(
         [sys.executable, "-c", "pass"]
@@ -171,22 +178,17 @@ def _import(module: str) -> None:
         __import__(module)
 
 
-def _nothing() -> None:
-    return None
-
-
 def worker_startup_seconds(module: str, runs: int = 5) -> float:
     """Median wall time for a spawn pool of one, its worker importing `module`, to run a no-op."""
     ctx = multiprocessing.get_context("spawn")
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+
+    def start_and_stop() -> None:
         with cf.ProcessPoolExecutor(
             1, mp_context=ctx, initializer=_import, initargs=(module,)
         ) as pool:
-            pool.submit(_nothing).result()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            pool.submit(int).result()
+
+    return _median_seconds(start_and_stop, runs)
 
 
 def make_empty_tree(root: Path, files: int, classes: int = 100) -> Path:
