@@ -161,7 +161,7 @@ def expand(
             )
             run_info = {
                 "augctl_version": __version__,
-                "libraries": library_versions(),
+                "libraries": library_versions(rec.resampler),
                 "status": "running",
                 "command": command,
                 "recipe_sha256": rec.sha256,

@@ -188,7 +188,8 @@ def _versions_differ(info: dict[str, Any], row: dict[str, str]) -> str:
     from .execute import library_versions
 
     then = {"augctl": row.get("augctl_version", ""), **info.get("libraries", {})}
-    now = {"augctl": __version__, **library_versions()}
+    resampler = info.get("recipe", {}).get("resampler", "pillow")
+    now = {"augctl": __version__, **library_versions(resampler)}
     changed = [
         f"{k} {then[k]} then, {now[k]} now" for k in now if then.get(k) not in ("", None, now[k])
     ]

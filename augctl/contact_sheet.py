@@ -99,7 +99,7 @@ def preview(
     for i in range(n):
         rng = rng_for(variant_seed(rec.seed, name, i + 1))
         applied = pipeline.sample(rec.pipeline, rng, image.size, partners)
-        out = pipeline.run(image, applied, partners).convert("RGB")
+        out = pipeline.run(image, applied, partners, rec.resampler).convert("RGB")
         out.thumbnail((tile - 8, tile - 8))
         x, y = (i % cols) * tile, (i // cols) * (tile + cap_h)
         sheet.paste(out, (x + (tile - out.width) // 2, y + (tile - out.height) // 2))

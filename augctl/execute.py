@@ -66,11 +66,16 @@ class Result:
     fatal: bool = False
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(resampler: str = "pillow") -> dict[str, str]:
     """The versions of the libraries that decide output bytes (recorded in run.json)."""
     import PIL
 
-    return {"pillow": PIL.__version__, "numpy": np.__version__}
+    versions = {"pillow": PIL.__version__, "numpy": np.__version__}
+    if resampler == "opencv":
+        import cv2
+
+        versions["opencv"] = cv2.__version__
+    return versions
 
 
 def rng_for(seed: int) -> np.random.Generator:
@@ -126,7 +131,7 @@ def render(
     An original (no ops) in `same` format whose decoding changed nothing is the source's
     own bytes, unless metadata the recipe strips would come along.
     """
-    out = pipeline.run(source.image, applied, partners)
+    out = pipeline.run(source.image, applied, partners, recipe.resampler)
     meta = source.meta
     keeps_all_metadata = (recipe.icc == "keep" or not meta.icc) and (
         recipe.exif == "keep" or not meta.exif
@@ -343,6 +348,11 @@ MAX_KILLED_STARTS = 3
 def _init_worker(job: Job, started: Any, parent: int) -> None:
     global _JOB
     _JOB = job
+    if job.recipe.resampler == "opencv":
+        import cv2
+
+        # The pool is the parallelism: OpenCV's own threads would only contend with it.
+        cv2.setNumThreads(1)
     started.set()
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

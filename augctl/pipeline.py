@@ -130,10 +130,16 @@ _EPS = 1e-9
 _TOL = 1e-6
 
 
-def run(image: Image.Image, applied: Applied, partners: Partners | None = None) -> Image.Image:
+def run(
+    image: Image.Image,
+    applied: Applied,
+    partners: Partners | None = None,
+    resampler: str = "pillow",
+) -> Image.Image:
     """Apply recorded ops in order, fusing geometry and lookup tables (see README).
 
-    `partners` loads the images that mixing ops recorded (only they need it).
+    `partners` loads the images that mixing ops recorded (only they need it); `resampler`
+    is the recipe's (`resample.RESAMPLERS`).
     """
     draft, applied = split_decode(applied)
     size: Size = image.size
@@ -154,7 +160,7 @@ def run(image: Image.Image, applied: Applied, partners: Partners | None = None) 
             size = image.size  # pad, for one, changes it
             i += 1
             continue
-        image = _run_segment(image, size, applied[i:j], draft if i == 0 else None)
+        image = _run_segment(image, size, applied[i:j], draft if i == 0 else None, resampler)
         size, draft, i = image.size, None, j
     if draft is not None:
         raise ValueError("a decode entry must be followed by a geometric op")
@@ -332,7 +338,11 @@ def draft_scale(applied: Applied, size: Size) -> int:
 
 
 def _run_segment(
-    image: Image.Image, size: Size, group: Applied, draft: dict[str, Any] | None
+    image: Image.Image,
+    size: Size,
+    group: Applied,
+    draft: dict[str, Any] | None,
+    resampler: str,
 ) -> Image.Image:
     """Resample a segment's geometric ops once, then apply its composed table once."""
     table = None
@@ -347,7 +357,7 @@ def _run_segment(
             s = float(draft["scale"])
             ox, oy = draft.get("origin", (0, 0))
             matrix = compose(matrix, (s, 0.0, float(ox), 0.0, s, float(oy)))
-        image = warp(image, matrix, out_size, resample, fill)
+        image = warp(image, matrix, out_size, resample, fill, resampler)
     elif table is None:
         return image.copy()
     return image if table is None else map_bands(image, table)

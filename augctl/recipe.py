@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .errors import RecipeError
 from .limits import MAX_SEED, MAX_VARIANTS
 from .ops import REGISTRY
 from .ops.base import Color, ParamError
+from .ops.resample import RESAMPLERS
 from .pipeline import COMPOSE_KINDS, Compose, Node, Step
 
 RECIPE_VERSIONS = (1,)
@@ -45,6 +47,7 @@ class Recipe:
     subsampling: str = "4:2:0"
     icc: str = "keep"
     exif: str = "strip"
+    resampler: str = "pillow"
     source: str = "<recipe>"
 
     def replace(self, **changes: Any) -> Recipe:
@@ -52,7 +55,12 @@ class Recipe:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        """The normalized recipe: every default filled in, in a canonical shape."""
+        """The normalized recipe: every default filled in, in a canonical shape.
+
+        `resampler` appears only when it isn't Pillow, so recipes from before it existed
+        keep their sha256 (and their outputs resume).
+        """
+        extra = {} if self.resampler == "pillow" else {"resampler": self.resampler}
         return {
             "version": self.version,
             "seed": self.seed,
@@ -72,6 +80,7 @@ class Recipe:
                 "icc": self.icc,
                 "exif": self.exif,
             },
+            **extra,
             "pipeline": [_node_dict(n) for n in self.pipeline],
         }
 
@@ -160,6 +169,7 @@ _TOP_KEYS = (
     "include_originals",
     "input",
     "output",
+    "resampler",
     "pipeline",
 )
 _INPUT_KEYS = ("extensions", "max_pixels")
@@ -294,9 +304,22 @@ class _Parser:
             fields.update(self.input(top["input"][1]))
         if "output" in top:
             fields.update(self.output(top["output"][1]))
+        if "resampler" in top:
+            fields["resampler"] = self.resampler(top["resampler"][1])
         if "pipeline" in top:
             fields["pipeline"] = self.steps(top["pipeline"][1], "pipeline")
         return Recipe(**fields)
+
+    def resampler(self, node: yaml.Node) -> str:
+        name = self.choice(node, "resampler", self.value(node), RESAMPLERS, "resampler")
+        # find_spec, not an import: checking costs nothing, importing OpenCV a tenth of a second
+        if name == "opencv" and importlib.util.find_spec("cv2") is None:
+            raise self.fail(
+                node,
+                "resampler",
+                "'opencv' needs OpenCV, not installed here: pip install 'augctl[opencv]'",
+            )
+        return name
 
     def input(self, node: yaml.Node) -> dict[str, Any]:
         entries = self.mapping(node, "input", _INPUT_KEYS, "input key")

@@ -112,10 +112,11 @@ def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path) -> None:
     dead.wait()
     code = (
         "import time\n"
-        "from augctl.execute import _init_worker\n"
+        "from augctl.execute import Job, _init_worker\n"
+        "from augctl.recipe import Recipe\n"
         "class Event:\n"
         "    def set(self): pass\n"
-        f"_init_worker(None, Event(), {dead.pid})\n"
+        f"_init_worker(Job(Recipe(), '.', '.'), Event(), {dead.pid})\n"
         "time.sleep(60)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

@@ -15,6 +15,11 @@ _TOL = 1e-6
 # (measured on sample_data and the benchmark photos, rotations at 0.3-1.3x: the two cross
 # between 0.5x and 0.4x; tests/test_perf.py checks both sides).
 SUPERSAMPLE_BELOW = 0.45
+# Who runs the interpolating kernels: Pillow (the default) or OpenCV (the `opencv` extra,
+# the recipe's `resampler`). Crops, flips and right-angle turns are exact either way.
+RESAMPLERS = ("pillow", "opencv")
+_PREMULTIPLIED = {"LA": "La", "RGBA": "RGBa"}
+_8_BIT_MODES = ("L", "LA", "RGB", "RGBA")
 
 
 def max_stretch(matrix: Matrix) -> float:
@@ -30,32 +35,43 @@ def min_stretch(matrix: Matrix) -> float:
     return abs(matrix[0] * matrix[4] - matrix[1] * matrix[3]) / top if top else 0.0
 
 
-def warp(image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any) -> Image.Image:
+def warp(
+    image: Image.Image,
+    matrix: Matrix,
+    size: Size,
+    resample: str,
+    fill: Any,
+    resampler: str = "pillow",
+) -> Image.Image:
     """Resample `image` through a forward affine matrix onto a canvas of `size`.
 
     Axis-aligned matrices (scales, crops, flips, right-angle turns) inside the image use an
-    exact crop or Pillow's antialiased resize, then an exact transpose; anything else is one
-    affine transform (see `_affine`).
+    exact crop or (with Pillow) its antialiased resize, then an exact transpose; anything
+    else is one affine transform (see `_affine`).
     """
     a, b, c, d, e, f = matrix
     swap = abs(a) < _EPS and abs(e) < _EPS
     if swap:  # output axes swapped: resample to the transposed size, then transpose
         a, b, c, d, e, f = d, e, f, a, b, c
-        out = _axis_aligned(image, (a, e, c, f), (size[1], size[0]), resample)
+        out = _axis_aligned(image, (a, e, c, f), (size[1], size[0]), resample, resampler)
         if out is not None:
             return out.transpose(Image.Transpose.TRANSPOSE)
     elif abs(b) < _EPS and abs(d) < _EPS:
-        out = _axis_aligned(image, (a, e, c, f), size, resample)
+        out = _axis_aligned(image, (a, e, c, f), size, resample, resampler)
         if out is not None:
             return out
-    return _affine(image, matrix, size, resample, fill)
+    return _affine(image, matrix, size, resample, fill, resampler)
 
 
 def _axis_aligned(
-    image: Image.Image, scale_shift: tuple[float, float, float, float], size: Size, resample: str
+    image: Image.Image,
+    scale_shift: tuple[float, float, float, float],
+    size: Size,
+    resample: str,
+    resampler: str,
 ) -> Image.Image | None:
     """X = sx*x + cx, Y = sy*y + cy onto `size` as crop/resize plus flips; None if it
-    reaches outside the image."""
+    reaches outside the image, or needs a resize that isn't Pillow's to make."""
     sx, sy, cx, cy = scale_shift
     w, h = image.size
     x0, x1 = sorted(((0 - cx) / sx, (size[0] - cx) / sx))
@@ -70,6 +86,8 @@ def _axis_aligned(
         and all(abs(v - i) < 1e-6 for v, i in zip(box, ints))
     ):
         out = image.crop(tuple(ints))
+    elif resampler != "pillow":
+        return None  # OpenCV's resize has no antialiased bilinear: the affine rule applies
     else:
         # reducing_gap: shrinks of 3x or more start with a whole-factor box reduction.
         out = image.resize(size, RESAMPLE[resample], box=box, reducing_gap=3.0)
@@ -81,7 +99,7 @@ def _axis_aligned(
 
 
 def _affine(
-    image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any
+    image: Image.Image, matrix: Matrix, size: Size, resample: str, fill: Any, resampler: str
 ) -> Image.Image:
     """One affine resample. An axis shrunk below 0.3x is first reduced by a whole factor
     (box filter) to 0.3-0.6x. Then a bilinear resample that shrinks an axis to
@@ -104,12 +122,44 @@ def _affine(
     if supersample:
         matrix = compose((2.0, 0.0, 0.0, 0.0, 2.0, 0.0), matrix)
         big = (size[0] * 2, size[1] * 2)
-        inverse = invert(matrix)
-        out = image.transform(big, Image.Transform.AFFINE, inverse, fillcolor=colour)
-        return out.reduce(2)
-    return image.transform(
-        size, Image.Transform.AFFINE, invert(matrix), resample=RESAMPLE[resample], fillcolor=colour
+        return _transform(image, big, invert(matrix), "nearest", colour, resampler).reduce(2)
+    return _transform(image, size, invert(matrix), resample, colour, resampler)
+
+
+def _transform(
+    image: Image.Image, size: Size, inverse: Matrix, resample: str, colour: Any, resampler: str
+) -> Image.Image:
+    """One affine resample through an inverse (output -> input) matrix.
+
+    OpenCV does only bilinear, on 8-bit images (every decoded source is one): Pillow's
+    nearest affine has a fast path of its own, and OpenCV's bicubic is another kernel
+    (a = -0.75, where Pillow's, like torchvision's on PIL images, is a = -0.5).
+    """
+    if resampler == "pillow" or resample != "bilinear" or image.mode not in _8_BIT_MODES:
+        return image.transform(
+            size, Image.Transform.AFFINE, inverse, resample=RESAMPLE[resample], fillcolor=colour
+        )
+    import cv2
+    import numpy as np
+
+    # Pillow blends colours weighted by alpha (it resamples premultiplied); so does this.
+    mode = _PREMULTIPLIED.get(image.mode)
+    source = image.convert(mode) if mode else image
+    a, b, c, d, e, f = inverse
+    # Pillow samples output pixel centres (x + 0.5, y + 0.5) in a frame where input pixel i
+    # spans [i, i + 1); OpenCV puts pixel centres on whole numbers.
+    m = np.array([[a, b, c + (a + b - 1) / 2], [d, e, f + (d + e - 1) / 2]])
+    border = colour if isinstance(colour, tuple) else (colour,)
+    out = cv2.warpAffine(
+        np.asarray(source),
+        m,
+        size,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
     )
+    result = Image.frombytes(source.mode, size, out.tobytes())
+    return result.convert(image.mode) if mode else result
 
 
 def _reduction(shrink: float, resample: str) -> int:

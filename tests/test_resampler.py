@@ -1,0 +1,168 @@
+"""The recipe's `resampler`: OpenCV's kernels in Pillow's geometry, chosen by the recipe."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DATA, output_files, read_manifest
+from PIL import Image, ImageFilter
+
+from augctl.cli import main
+from augctl.errors import RecipeError
+from augctl.ops import resample
+from augctl.recipe import parse_recipe
+
+RECIPE = """\
+version: 1
+seed: 5
+variants: 3
+resampler: opencv
+pipeline:
+  - rotate: {degrees: [-20, 20], p: 0.8}
+  - hflip: {p: 0.5}
+  - random_resized_crop: {size: [96, 80], scale: [0.5, 1.0]}
+  - brightness: {factor: [0.8, 1.2]}
+  - contrast: {factor: [0.8, 1.2]}
+"""
+
+# (angle in degrees, scale): rotated and axis-aligned, shrinking and enlarging.
+CASES = [
+    (10, 0.55),
+    (0, 0.62),
+    (30, 1.3),
+    (0, 1.7),
+]
+
+
+def _photo(mode: str) -> Image.Image:
+    image = Image.open(sorted(SAMPLE_DATA.glob("*/*.jpg"))[0]).convert("RGB")
+    if mode not in ("LA", "RGBA"):
+        return image.convert(mode)
+    out = image.convert(mode)
+    alpha = np.linspace(40, 255, out.width).astype(np.uint8)
+    out.putalpha(Image.fromarray(np.broadcast_to(alpha, (out.height, out.width)).copy()))
+    return out
+
+
+def _matrix(size: tuple[int, int], angle: float, scale: float) -> tuple[float, ...]:
+    """Rotate by `angle` and scale by `scale` about the image centre, onto a 96x80 canvas."""
+    t = math.radians(angle)
+    a, b = scale * math.cos(t), scale * math.sin(t)
+    cx, cy = size[0] / 2, size[1] / 2
+    return (a, -b, 48 - a * cx + b * cy, b, a, 40 - b * cx - a * cy)
+
+
+def _inside(size: tuple[int, int], matrix: tuple[float, ...]) -> np.ndarray:
+    """Output pixels at least two pixels away from any part of the canvas the image misses."""
+    cover = resample.warp(Image.new("L", size, 255), matrix, (96, 80), "nearest", 0)
+    return np.asarray(cover.filter(ImageFilter.MinFilter(5))) > 0
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize(("angle", "scale"), CASES)
+def test_opencv_samples_where_pillow_does(mode: str, angle: float, scale: float) -> None:
+    """Same geometry, same rule (a scaled crop too follows the affine rule with OpenCV, which
+    has no antialiased bilinear resize): away from the edges the two differ only by
+    rounding; a half-pixel slip in the matrix conversion would differ by tens of levels."""
+    image = _photo(mode)
+    matrix = _matrix(image.size, angle, scale)
+    pil = resample._affine(image, matrix, (96, 80), "bilinear", 0, "pillow")
+    cv = resample.warp(image, matrix, (96, 80), "bilinear", 0, "opencv")
+    assert cv.mode == pil.mode == mode and cv.size == pil.size == (96, 80)
+    a, b = np.asarray(pil, np.int16), np.asarray(cv, np.int16)
+    inside = _inside(image.size, matrix)
+    if mode in ("LA", "RGBA"):  # colour is un-premultiplied: faint pixels round coarser
+        inside &= a[..., -1] > 128
+    diff = np.abs(a - b)[inside]
+    assert inside.sum() > 2000
+    assert diff.mean() < 0.8 and diff.max() <= (6 if mode in ("LA", "RGBA") else 1), (
+        diff.mean(),
+        diff.max(),
+    )
+    # The image is really OpenCV's: Pillow's own bytes would be equal.
+    assert not np.array_equal(a, b)
+
+
+def test_opencv_leaves_exact_moves_exact() -> None:
+    """Crops, flips, nearest and bicubic sampling are Pillow's own pixels, whichever
+    resampler (OpenCV's bicubic is another kernel)."""
+    image = _photo("RGB")
+    for matrix, filt in (
+        ((-1.0, 0.0, 150.0, 0.0, 1.0, -7.0), "bilinear"),  # a flipped whole-pixel crop
+        (_matrix(image.size, 17, 0.7), "nearest"),
+        (_matrix(image.size, 12, 0.8), "bicubic"),
+    ):
+        pil = resample.warp(image, matrix, (96, 80), filt, 0, "pillow")
+        cv = resample.warp(image, matrix, (96, 80), filt, 0, "opencv")
+        assert pil.tobytes() == cv.tobytes()
+
+
+def _expand(tmp_path: Path, recipe: str, workers: int, name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(recipe)
+    out = tmp_path / name
+    args = ["expand", "-r", str(path), str(SAMPLE_DATA), str(out), "-q", "-j", str(workers)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_opencv_runs_are_deterministic_recorded_and_replay(tmp_path: Path) -> None:
+    one = _expand(tmp_path, RECIPE, 1, "one")
+    two = _expand(tmp_path, RECIPE, 2, "two")
+    assert output_files(one) == output_files(two)
+    info = json.loads((one / "run.json").read_text())
+    assert info["recipe"]["resampler"] == "opencv"
+    assert info["libraries"]["opencv"] == __import__("cv2").__version__
+    pillow = _expand(tmp_path, RECIPE.replace("resampler: opencv\n", ""), 2, "pillow")
+    rows = {r["output_path"]: r for r in read_manifest(one)}
+    others = {r["output_path"]: r for r in read_manifest(pillow)}
+    assert rows.keys() == others.keys()
+    # The same ops drawn, other kernels: rotated variants differ, whole-pixel ones don't.
+    assert all(rows[k]["ops"] == others[k]["ops"] for k in rows)
+    differ = sum(rows[k]["output_sha256"] != others[k]["output_sha256"] for k in rows)
+    assert 0 < differ < len(rows)
+    assert {r["recipe_sha256"] for r in rows.values()} != {
+        r["recipe_sha256"] for r in others.values()
+    }
+    result = CliRunner().invoke(main, ["verify", str(one), "--deep"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.endswith(f"{len(rows)} re-created: OK\n")
+
+
+def test_the_default_resampler_leaves_a_recipe_as_it_was() -> None:
+    """No `resampler` key in the normalized form: recipes from before it keep their sha256."""
+    plain = parse_recipe(RECIPE.replace("resampler: opencv\n", ""))
+    assert plain.resampler == "pillow" and "resampler" not in plain.to_dict()
+    explicit = parse_recipe(RECIPE.replace("opencv", "pillow"))
+    assert explicit.sha256 == plain.sha256
+    cv = parse_recipe(RECIPE)
+    assert cv.sha256 != plain.sha256 and parse_recipe(cv.to_yaml()) == cv
+
+
+def test_an_unknown_resampler_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(RECIPE.replace("opencv", "open-cv"), "r.yaml")
+    assert "r.yaml:4" in str(info.value) and "did you mean 'opencv'" in str(info.value)
+
+
+def test_opencv_missing_is_a_recipe_error_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a)
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE)
+    args = ["expand", "-r", str(path), str(SAMPLE_DATA), str(tmp_path / "out"), "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "r.yaml:4" in result.stderr and "pip install 'augctl[opencv]'" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
