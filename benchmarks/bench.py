@@ -9,7 +9,9 @@ times each (medians are printed):
 * the floor: every source read and decoded once, then encoded ``N`` times unchanged as
   JPEG q90 and written to a file, in the same kind of process pool as augctl (spawn
   context, one task per source, the same bounded window of tasks in flight);
-* augctl: the real ``augctl.expand`` with ``configs/benchmark.yaml`` (``N`` = its variants).
+* augctl: the real ``augctl.expand`` with ``configs/benchmark.yaml`` (``N`` = its variants);
+* augctl+opencv: the same recipe with ``resampler: opencv`` (the ``opencv`` extra; skipped,
+  and printed as ``-``, where OpenCV is not installed).
 
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there. Then ``augctl --help`` wall time (median
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -133,9 +136,11 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
     import augctl
 
     recipe = augctl.load_recipe(RECIPE)
+    if kind == "augctl+opencv":
+        recipe = recipe.replace(resampler="opencv")
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    if kind == "augctl":
+    if kind.startswith("augctl"):
         images = augctl.expand(corpus, out, recipe, workers=workers).processed
     else:
         task = TASKS[kind]
@@ -272,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         + (" (QUICK: smoke run, numbers mean nothing)" if args.quick else ""),
         "",
         "| corpus | images | workers | floor img/s | augctl img/s | augctl/floor "
-        "| peak RSS/worker |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS/worker | augctl+opencv img/s | augctl+opencv/floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    kinds = ["floor", "augctl"] + (["augctl+opencv"] if importlib.util.find_spec("cv2") else [])
     rates: dict[tuple[str, int], dict[str, float]] = {}
     for name in args.only:
         for workers in args.workers:
-            runs: dict[str, list[dict[str, Any]]] = {"floor": [], "augctl": []}
+            runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
             for _ in range(repeats):
                 for kind in runs:
                     runs[kind].append(
@@ -289,10 +295,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             rss = max(r["worker_rss_mb"] for r in runs["augctl"])
             rates[name, workers] = rate
+            cv = rate.get("augctl+opencv")
             lines.append(
                 f"| {name} | {runs['augctl'][0]['images']} | {workers} | {rate['floor']:.1f} "
                 f"| {rate['augctl']:.1f} | {rate['augctl'] / rate['floor']:.2f}x "
-                f"| {rss:.0f} MB |"
+                f"| {rss:.0f} MB "
+                + (f"| {cv:.1f} | {cv / rate['floor']:.2f}x |" if cv else "| - | - |")
             )
             print(lines[-1], file=sys.stderr, flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -302,7 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             one, two = rates[name, 1], rates[name, 2]
             lines.append(
                 f"2 vs 1 workers, {name}: augctl {two['augctl'] / one['augctl']:.2f}x, "
-                f"floor {two['floor'] / one['floor']:.2f}x"
+                + (
+                    f"augctl+opencv {two['augctl+opencv'] / one['augctl+opencv']:.2f}x, "
+                    if "augctl+opencv" in one
+                    else ""
+                )
+                + f"floor {two['floor'] / one['floor']:.2f}x"
             )
     help_s, bare_s = startup_seconds()
     lines.append(
