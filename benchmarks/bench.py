@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             rate = {
                 k: statistics.median(r["images"] / r["seconds"] for r in v) for k, v in runs.items()
             }
-            rss = max(r["worker_rss_mb"] for r in runs["augctl"])
+            rss = max(r["worker_rss_mb"] for k in kinds[1:] for r in runs[k])  # either augctl
             rates[name, workers] = rate
             cv = rate.get("augctl+opencv")
             lines.append(
