@@ -23,7 +23,7 @@ from PIL import Image
 
 from . import __version__, images, pipeline, plan
 from .errors import EngineError, SourceError
-from .ops import REGISTRY
+from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
 from .recipe import Recipe
@@ -259,7 +259,8 @@ def run_task(job: Job, task: Task) -> Result:
     """Decode one source once (per draft scale), write all its variants, return their rows."""
     # Pillow's and numpy's warnings ("Corrupt EXIF data", "invalid value") name no file and
     # would interleave on the terminal; what matters about a source is in its result.
-    with warnings.catch_warnings():
+    # Nothing changes a decoded source while its variants are made from it.
+    with warnings.catch_warnings(), resample.pixels_reused():
         warnings.simplefilter("ignore")
         return _run_task(job, task)
 

@@ -166,3 +166,21 @@ def test_opencv_missing_is_a_recipe_error_naming_the_extra(
     assert result.exit_code == 2, result.output
     assert "r.yaml:4" in result.stderr and "pip install 'augctl[opencv]'" in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_reused_pixels_are_each_images_own() -> None:
+    """Inside `pixels_reused` each image's pixels are copied out once, and never another's:
+    not a same-sized image's, not the image's own in another mode."""
+    first, second = _photo("RGB"), _photo("RGB").transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    matrix = _matrix(first.size, 10, 0.55)
+
+    def warped(image: Image.Image) -> bytes:
+        return resample.warp(image, matrix, (96, 80), "bilinear", 0, "opencv").tobytes()
+
+    alone = [warped(first), warped(second), warped(first.convert("RGBA"))]
+    with resample.pixels_reused():
+        rgba = first.convert("RGBA")
+        reused = [warped(first), warped(second), warped(rgba), warped(first), warped(rgba)]
+        assert len(resample._PIXELS.get() or {}) == 3
+    assert reused == [*alone, alone[0], alone[2]]
+    assert len(set(alone)) == 3

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
@@ -144,22 +147,54 @@ def _transform(
 
     # Pillow blends colours weighted by alpha (it resamples premultiplied); so does this.
     mode = _PREMULTIPLIED.get(image.mode)
-    source = image.convert(mode) if mode else image
     a, b, c, d, e, f = inverse
     # Pillow samples output pixel centres (x + 0.5, y + 0.5) in a frame where input pixel i
     # spans [i, i + 1); OpenCV puts pixel centres on whole numbers.
     m = np.array([[a, b, c + (a + b - 1) / 2], [d, e, f + (d + e - 1) / 2]])
     border = colour if isinstance(colour, tuple) else (colour,)
     out = cv2.warpAffine(
-        np.asarray(source),
+        _pixels(image, mode),
         m,
         size,
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=border,
     )
-    result = Image.frombytes(source.mode, size, out.tobytes())
+    result = Image.frombytes(mode or image.mode, size, out.tobytes())
     return result.convert(image.mode) if mode else result
+
+
+# id(image) -> (image, mode, its pixels): see `pixels_reused`. The image is held, so its id
+# can't be taken by another while the entry lives.
+_PIXELS: contextvars.ContextVar[dict[int, tuple[Image.Image, str | None, Any]] | None] = (
+    contextvars.ContextVar("augctl_pixels", default=None)
+)
+
+
+@contextlib.contextmanager
+def pixels_reused() -> Iterator[None]:
+    """Within it, OpenCV gets each image's pixels copied out once, not once per resample: for
+    callers that don't change an image while they use it (a worker's decoded source, which
+    all its variants resample)."""
+    token = _PIXELS.set({})
+    try:
+        yield
+    finally:
+        _PIXELS.reset(token)
+
+
+def _pixels(image: Image.Image, mode: str | None) -> Any:
+    """The pixels of `image` (converted to `mode`, if given) as a numpy array."""
+    import numpy as np
+
+    cache = _PIXELS.get()
+    hit = cache.get(id(image)) if cache is not None else None
+    if hit is not None and hit[0] is image and hit[1] == mode:
+        return hit[2]
+    pixels = np.asarray(image.convert(mode) if mode else image)
+    if cache is not None:
+        cache[id(image)] = (image, mode, pixels)
+    return pixels
 
 
 def _reduction(shrink: float, resample: str) -> int:
