@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA, output_files, read_manifest
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from augctl.cli import main
 from augctl.errors import RecipeError
@@ -37,6 +37,7 @@ CASES = [
     (0, 0.62),
     (30, 1.3),
     (0, 1.7),
+    (25, 0.25),  # reduced by 2 first, then 0.5x; the corners fall off the image
 ]
 
 
@@ -58,35 +59,44 @@ def _matrix(size: tuple[int, int], angle: float, scale: float) -> tuple[float, .
     return (a, -b, 48 - a * cx + b * cy, b, a, 40 - b * cx - a * cy)
 
 
-def _inside(size: tuple[int, int], matrix: tuple[float, ...]) -> np.ndarray:
-    """Output pixels at least two pixels away from any part of the canvas the image misses."""
-    cover = resample.warp(Image.new("L", size, 255), matrix, (96, 80), "nearest", 0)
-    return np.asarray(cover.filter(ImageFilter.MinFilter(5))) > 0
+FILL = (10, 200, 30)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 @pytest.mark.parametrize(("angle", "scale"), CASES)
 def test_opencv_samples_where_pillow_does(mode: str, angle: float, scale: float) -> None:
     """Same geometry, same rule (a scaled crop too follows the affine rule with OpenCV, which
-    has no antialiased bilinear resize): away from the edges the two differ only by
-    rounding; a half-pixel slip in the matrix conversion would differ by tens of levels."""
+    has no antialiased bilinear resize), the same clamped edge and fill: the two differ only
+    by rounding; a half-pixel slip in the matrix conversion would differ by tens of levels."""
     image = _photo(mode)
     matrix = _matrix(image.size, angle, scale)
-    pil = resample._affine(image, matrix, (96, 80), "bilinear", 0, "pillow")
-    cv = resample.warp(image, matrix, (96, 80), "bilinear", 0, "opencv")
+    pil = resample._affine(image, matrix, (96, 80), "bilinear", FILL, "pillow")
+    cv = resample.warp(image, matrix, (96, 80), "bilinear", FILL, "opencv")
     assert cv.mode == pil.mode == mode and cv.size == pil.size == (96, 80)
     a, b = np.asarray(pil, np.int16), np.asarray(cv, np.int16)
-    inside = _inside(image.size, matrix)
-    if mode in ("LA", "RGBA"):  # colour is un-premultiplied: faint pixels round coarser
-        inside &= a[..., -1] > 128
-    diff = np.abs(a - b)[inside]
-    assert inside.sum() > 2000
+    # Un-premultiplying rounds faint pixels' colour coarser.
+    opaque = a[..., -1] > 128 if mode in ("LA", "RGBA") else np.ones(a.shape[:2], bool)
+    diff = np.abs(a - b)[opaque]
+    assert opaque.sum() > 3000
     assert diff.mean() < 0.8 and diff.max() <= (6 if mode in ("LA", "RGBA") else 1), (
         diff.mean(),
         diff.max(),
     )
     # The image is really OpenCV's: Pillow's own bytes would be equal.
     assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 1), (3, 5)])
+def test_opencv_keeps_pillows_edges_on_tiny_images(size: tuple[int, int]) -> None:
+    """An image enlarged many times is mostly edge: taps clamp at it, as Pillow's do, so the
+    picture doesn't fade into the fill colour; centres off the image get the fill."""
+    image = Image.fromarray(
+        np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    )
+    for matrix in ((9.0, 0.4, 0.0, -0.3, 7.5, 1.0), (10.0, 0.0, 0.0, 0.0, 10.0, 0.0)):
+        pil = resample._affine(image, matrix, (24, 20), "bilinear", FILL, "pillow")
+        cv = resample.warp(image, matrix, (24, 20), "bilinear", FILL, "opencv")
+        assert np.abs(np.asarray(pil, np.int16) - np.asarray(cv, np.int16)).max() <= 1
 
 
 def test_opencv_leaves_exact_moves_exact() -> None:

@@ -151,17 +151,34 @@ def _transform(
     # Pillow samples output pixel centres (x + 0.5, y + 0.5) in a frame where input pixel i
     # spans [i, i + 1); OpenCV puts pixel centres on whole numbers.
     m = np.array([[a, b, c + (a + b - 1) / 2], [d, e, f + (d + e - 1) / 2]])
-    border = colour if isinstance(colour, tuple) else (colour,)
+    # Pillow clamps taps at the image's edge and fills where a centre maps off the image:
+    # OpenCV's replicated border is the first, a mask of where centres land the second.
     out = cv2.warpAffine(
         _pixels(image, mode),
         m,
         size,
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=border,
+        borderMode=cv2.BORDER_REPLICATE,
     )
+    if not _covers(inverse, size, image.size):
+        # Pillow's nearest puts a white image's pixels where centres land on it (its fast
+        # path is fixed-point: exact to about 1/500 of a pixel at the edge).
+        inside = Image.new("L", image.size, 255).transform(size, Image.Transform.AFFINE, inverse)
+        out[np.asarray(inside) == 0] = colour  # opaque: the same premultiplied or not
     result = Image.frombytes(mode or image.mode, size, out.tobytes())
     return result.convert(image.mode) if mode else result
+
+
+def _covers(inverse: Matrix, size: Size, source: Size) -> bool:
+    """Whether every output pixel's centre maps inside the source (checked at the corners:
+    the centres span a parallelogram)."""
+    a, b, c, d, e, f = inverse
+    w, h = size
+    for x, y in ((0.5, 0.5), (w - 0.5, 0.5), (0.5, h - 0.5), (w - 0.5, h - 0.5)):
+        sx, sy = a * x + b * y + c, d * x + e * y + f
+        if not (0 <= sx < source[0] and 0 <= sy < source[1]):
+            return False
+    return True
 
 
 # id(image) -> (image, mode, its pixels): see `pixels_reused`. The image is held, so its id
