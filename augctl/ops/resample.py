@@ -161,10 +161,12 @@ def _transform(
         borderMode=cv2.BORDER_REPLICATE,
     )
     if not _covers(inverse, size, image.size):
-        # Pillow's nearest puts a white image's pixels where centres land on it (its fast
-        # path is fixed-point: exact to about 1/500 of a pixel at the edge).
-        inside = Image.new("L", image.size, 255).transform(size, Image.Transform.AFFINE, inverse)
-        out[np.asarray(inside) == 0] = colour  # opaque: the same premultiplied or not
+        # Nearest sampling of a white image marks where centres land on it: it takes pixel
+        # floor(x + 0.5) in OpenCV's frame, that is floor(x) in Pillow's (to 1/1024 pixel).
+        white = np.full((image.height, image.width), 255, np.uint8)
+        on = cv2.warpAffine(white, m, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        fill = np.asarray(Image.new(mode or image.mode, size, colour))  # opaque: either way
+        out = cv2.copyTo(fill, cv2.bitwise_not(on), out)
     result = Image.frombytes(mode or image.mode, size, out.tobytes())
     return result.convert(image.mode) if mode else result
 
