@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         + (" (QUICK: smoke run, numbers mean nothing)" if args.quick else ""),
         "",
         "| corpus | images | workers | floor img/s | augctl img/s | augctl/floor "
-        "| peak RSS/worker | augctl+opencv img/s | augctl+opencv/floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS/worker | augctl+opencv img/s | augctl+opencv/floor | peak RSS/worker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     kinds = ["floor", "augctl"] + (["augctl+opencv"] if importlib.util.find_spec("cv2") else [])
     rates: dict[tuple[str, int], dict[str, float]] = {}
@@ -293,14 +293,18 @@ def main(argv: list[str] | None = None) -> int:
             rate = {
                 k: statistics.median(r["images"] / r["seconds"] for r in v) for k, v in runs.items()
             }
-            rss = max(r["worker_rss_mb"] for k in kinds[1:] for r in runs[k])  # either augctl
+            rss = {k: max(r["worker_rss_mb"] for r in v) for k, v in runs.items()}
             rates[name, workers] = rate
             cv = rate.get("augctl+opencv")
             lines.append(
                 f"| {name} | {runs['augctl'][0]['images']} | {workers} | {rate['floor']:.1f} "
                 f"| {rate['augctl']:.1f} | {rate['augctl'] / rate['floor']:.2f}x "
-                f"| {rss:.0f} MB "
-                + (f"| {cv:.1f} | {cv / rate['floor']:.2f}x |" if cv else "| - | - |")
+                f"| {rss['augctl']:.0f} MB "
+                + (
+                    f"| {cv:.1f} | {cv / rate['floor']:.2f}x | {rss['augctl+opencv']:.0f} MB |"
+                    if cv
+                    else "| - | - | - |"
+                )
             )
             print(lines[-1], file=sys.stderr, flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
