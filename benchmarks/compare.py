@@ -78,7 +78,7 @@ def _augmentor_task(src: str, dest_stem: str, n: int) -> int:
 
 
 bench.TASKS.update(albumentations=_albumentations_task, augmentor=_augmentor_task)
-KINDS = ("floor", "augctl", "albumentations", "augmentor")
+KINDS = ("floor", "augctl", "augctl+opencv", "albumentations", "augmentor")
 
 
 def main(argv: list[str] | None = None) -> int:
