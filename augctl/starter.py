@@ -27,6 +27,10 @@ output:
   icc: keep                  # keep | strip the source's colour profile
   exif: strip                # strip | keep (orientation is always applied, never kept)
 
+# Who does the bilinear resampling: pillow, or opencv (several times faster; needs
+# pip install 'augctl[opencv]'). Part of the recipe: the bytes differ by rounding.
+resampler: pillow
+
 # Steps run in order. Every step takes p: the probability it is applied.
 # A number is fixed or [lo, hi], drawn uniformly for each variant.
 pipeline:
