@@ -227,3 +227,22 @@ def test_a_source_that_kills_every_dask_worker_is_an_error(
         "the client 9.9.9 "
         "(every worker needs the same augctl installed"
     )
+
+
+def test_dask_with_the_opencv_resampler_gives_the_local_pools_bytes(
+    distributed, tmp_path: Path
+) -> None:
+    """Dask workers leave OpenCV its own threads (a pool's workers run it on one): the rows a
+    thread computes don't depend on how many there are, so the bytes are the same."""
+    src = make_tree(tmp_path / "in", {"a": 6, "b": 6}, size=(320, 240))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("pipeline:", "resampler: opencv\npipeline:"))
+    local = tmp_path / "local"
+    result = CliRunner().invoke(main, ["expand", "-r", str(recipe), str(src), str(local), "-q"])
+    assert result.exit_code == 0, result.output
+    with start_cluster(distributed) as cluster:
+        augctl.expand(
+            src, tmp_path / "dask", recipe, executor="dask", scheduler=cluster.scheduler_address
+        )
+    same_as(tmp_path / "dask", local)
+    assert json.loads((local / "run.json").read_text())["recipe"]["resampler"] == "opencv"
