@@ -146,7 +146,7 @@ def replay(
 
     out = os.fspath(out_dir)
     info = _run_info(out)
-    recipe: Recipe = load_recipe(info["recipe"])
+    recipe: Recipe = load_recipe(info["recipe"], name=os.path.join(out, "run.json") + " recipe")
     root = input_dir or info.get("input_root") or info.get("input_dir")
     rows = {r["output_path"]: r for r in _read_manifest(out)}
     wanted = [_as_output_rel(out, p) for p in paths]

@@ -194,3 +194,17 @@ def test_reused_pixels_are_each_images_own() -> None:
         assert len(resample._PIXELS.get() or {}) == 3
     assert reused == [*alone, alone[0], alone[2]]
     assert len(set(alone)) == 3
+
+
+def test_verifying_an_opencv_run_without_opencv_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _expand(tmp_path, RECIPE, 1, "out")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a)
+    )
+    result = CliRunner().invoke(main, ["verify", str(out), "--deep"])
+    assert result.exit_code == 2, result.output
+    assert f"{out / 'run.json'} recipe" in result.stderr
+    assert "pip install 'augctl[opencv]'" in result.stderr and "Traceback" not in result.output
