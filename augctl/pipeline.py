@@ -156,6 +156,8 @@ def run(
             op = REGISTRY[params.pop("op")]
             if op.uses_partners:
                 params["partners"] = partners
+            if op.uses_resampler:
+                params["resampler"] = resampler
             image = op.apply(image, **params)
             size = image.size  # pad, for one, changes it
             i += 1

@@ -95,3 +95,21 @@ def test_fused_geometry_matches_sequential(name: str) -> None:
     assert fused.size == sequential.size
     diff = np.abs(np.asarray(fused, np.int16) - np.asarray(sequential, np.int16))
     assert np.median(diff) <= 2, f"{name}: median difference {np.median(diff)}"
+
+
+RESAMPLING = [name for name in OPS if REGISTRY[name].uses_resampler]
+
+
+def test_the_ops_that_resample_through_warp_take_the_resampler() -> None:
+    assert {"rotate", "affine", "randaugment", "trivialaugment", "autoaugment"} <= set(RESAMPLING)
+
+
+@pytest.mark.parametrize("name", RESAMPLING)
+def test_an_op_that_takes_the_resampler_keeps_size_and_mode_with_either(name: str) -> None:
+    """Ops declaring `uses_resampler` take `resampler=`; the choice changes no size or mode."""
+    op = REGISTRY[name]
+    image = photo(7, (61, 47))
+    for seed in range(4):
+        params = {**sample(name, seed), **extra(name)}
+        outs = [op.apply(image, **params, resampler=r) for r in ("pillow", "opencv")]
+        assert outs[0].size == outs[1].size and outs[0].mode == outs[1].mode == "RGB"

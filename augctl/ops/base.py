@@ -189,6 +189,9 @@ class Op:
     out_size: Callable[..., Size] | None = None
     doc: str = ""
     uses_partners: bool = False  # sample and apply also take `partners=` (mixing ops)
+    # apply also takes `resampler=` (the recipe's: ops that resample through `warp`, and
+    # the policies that run them)
+    uses_resampler: bool = False
     lut: Table | None = None  # set for pure point ops: apply maps colour bands through it
 
     def size_after(self, image_size: Size, params: dict[str, Any]) -> Size:
@@ -251,6 +254,7 @@ def register(
     geometry: Geometry | None = None,
     out_size: Callable[..., Size] | None = None,
     uses_partners: bool = False,
+    uses_resampler: bool = False,
     lut: Table | None = None,
 ) -> Op:
     """Add an op to the registry under its recipe name (names are never reused)."""
@@ -268,6 +272,7 @@ def register(
         out_size=out_size,
         doc=doc,
         uses_partners=uses_partners,
+        uses_resampler=uses_resampler,
         lut=lut,
     )
     REGISTRY[name] = op

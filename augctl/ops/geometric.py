@@ -101,6 +101,7 @@ def rotate(
     expand: bool = False,
     fill: Any = 0,
     resample: str = "bilinear",
+    resampler: str = "pillow",
 ) -> Image.Image:
     """Rotate counter-clockwise by `angle` degrees about the centre (PIL and torchvision agree).
 
@@ -108,7 +109,7 @@ def rotate(
     a fused segment is (`resample.warp`), so the op alone and fused give the same pixels.
     """
     matrix, size = _rotate_geometry(image.size, angle=angle, expand=expand)
-    return warp(image, matrix, size, resample, fill)
+    return warp(image, matrix, size, resample, fill, resampler)
 
 
 def _sample_rotate(
@@ -409,12 +410,13 @@ def affine(
     shear: list[float],
     fill: Any = 0,
     resample: str = "bilinear",
+    resampler: str = "pillow",
 ) -> Image.Image:
     """torchvision's affine about the centre; its `angle` turns clockwise, unlike `rotate`."""
     matrix, size = _affine_geometry(
         image.size, angle=angle, translate=translate, scale=scale, shear=shear
     )
-    return warp(image, matrix, size, resample, fill)
+    return warp(image, matrix, size, resample, fill, resampler)
 
 
 def _sample_affine(
@@ -606,6 +608,7 @@ register(
     },
     sample=_sample_rotate,
     geometry=_rotate_geometry,
+    uses_resampler=True,
 )
 register(
     "scale",
@@ -688,6 +691,7 @@ register(
     },
     sample=_sample_affine,
     geometry=_affine_geometry,
+    uses_resampler=True,
 )
 register(
     "perspective",

@@ -23,12 +23,15 @@ _RESAMPLE = Enum("nearest", "interpolation filter (torchvision's default)", opti
 _BINS = Num(31, "number of magnitude steps", lo=2, hi=101, integer=True)
 
 
-def run_ops(image: Image.Image, *, ops: Applied) -> Image.Image:
+def run_ops(image: Image.Image, *, ops: Applied, resampler: str = "pillow") -> Image.Image:
     """Apply the recorded ops in order, each with its registered kernel."""
     out = image.copy()
     for entry in ops:
         params = dict(entry)
-        out = REGISTRY[params.pop("op")].apply(out, **params)
+        op = REGISTRY[params.pop("op")]
+        if op.uses_resampler:
+            params["resampler"] = resampler
+        out = op.apply(out, **params)
     return out
 
 
@@ -127,9 +130,9 @@ def _draw(
     return name, round(m, DECIMALS)
 
 
-def randaugment(image: Image.Image, *, ops: Applied) -> Image.Image:
+def randaugment(image: Image.Image, *, ops: Applied, resampler: str = "pillow") -> Image.Image:
     """RandAugment (torchvision's op list and magnitudes): replay the recorded `ops`."""
-    return run_ops(image, ops=ops)
+    return run_ops(image, ops=ops, resampler=resampler)
 
 
 def _sample_randaugment(
@@ -153,9 +156,9 @@ def _sample_randaugment(
     return {"ops": ops}
 
 
-def trivialaugment(image: Image.Image, *, ops: Applied) -> Image.Image:
+def trivialaugment(image: Image.Image, *, ops: Applied, resampler: str = "pillow") -> Image.Image:
     """TrivialAugmentWide (torchvision's op list and magnitudes): replay the recorded `ops`."""
-    return run_ops(image, ops=ops)
+    return run_ops(image, ops=ops, resampler=resampler)
 
 
 def _sample_trivialaugment(
@@ -196,9 +199,9 @@ _IMAGENET: list[tuple[tuple[str, float, int | None], ...]] = [
 ]
 
 
-def autoaugment(image: Image.Image, *, ops: Applied) -> Image.Image:
+def autoaugment(image: Image.Image, *, ops: Applied, resampler: str = "pillow") -> Image.Image:
     """AutoAugment with torchvision's ImageNet policy: replay the recorded `ops`."""
-    return run_ops(image, ops=ops)
+    return run_ops(image, ops=ops, resampler=resampler)
 
 
 def _sample_autoaugment(
@@ -237,6 +240,7 @@ register(
         "resample": _RESAMPLE,
     },
     sample=_sample_randaugment,
+    uses_resampler=True,
 )
 register(
     "trivialaugment",
@@ -244,6 +248,7 @@ register(
     apply=trivialaugment,
     params={"num_magnitude_bins": _BINS, "fill": FILL, "resample": _RESAMPLE},
     sample=_sample_trivialaugment,
+    uses_resampler=True,
 )
 register(
     "autoaugment",
@@ -251,4 +256,5 @@ register(
     apply=autoaugment,
     params={"fill": FILL, "resample": _RESAMPLE},
     sample=_sample_autoaugment,
+    uses_resampler=True,
 )
