@@ -259,8 +259,7 @@ def run_task(job: Job, task: Task) -> Result:
     """Decode one source once (per draft scale), write all its variants, return their rows."""
     # Pillow's and numpy's warnings ("Corrupt EXIF data", "invalid value") name no file and
     # would interleave on the terminal; what matters about a source is in its result.
-    # Nothing changes a decoded source while its variants are made from it.
-    with warnings.catch_warnings(), resample.pixels_reused():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _run_task(job, task)
 
@@ -291,32 +290,34 @@ def _run_task(job: Job, task: Task) -> Result:
                 if scale > 1
                 else []
             )
-            for variant in task.variants:
-                if scales[variant.index] != scale:
-                    continue
-                applied = entry + sampled[variant.index]
-                out, encoded = render(source, applied, task.fmt, recipe, partners)
-                try:
-                    images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
-                except OSError as exc:
-                    result.rows = [rows[i] for i in sorted(rows)]
-                    result.error = f"cannot write {variant.out_rel}: {exc.strerror or exc}"
-                    result.fatal = True
-                    return result
-                rows[variant.index] = {
-                    "output_path": variant.out_rel,
-                    "source_path": task.source.rel,
-                    "class": task.source.cls,
-                    "variant": variant.index,
-                    "seed": variant.seed,
-                    "ops": json.dumps(applied, separators=(",", ":"), ensure_ascii=False),
-                    "width": out.width,
-                    "height": out.height,
-                    "source_sha256": source.sha256,
-                    "output_sha256": hashlib.sha256(encoded).hexdigest(),
-                    "recipe_sha256": recipe_sha,
-                    "augctl_version": __version__,
-                }
+            # Nothing changes a decoded source while its variants are made from it.
+            with resample.pixels_reused(source.image):
+                for variant in task.variants:
+                    if scales[variant.index] != scale:
+                        continue
+                    applied = entry + sampled[variant.index]
+                    out, encoded = render(source, applied, task.fmt, recipe, partners)
+                    try:
+                        images.write_atomic(os.path.join(job.output_dir, variant.out_rel), encoded)
+                    except OSError as exc:
+                        result.rows = [rows[i] for i in sorted(rows)]
+                        result.error = f"cannot write {variant.out_rel}: {exc.strerror or exc}"
+                        result.fatal = True
+                        return result
+                    rows[variant.index] = {
+                        "output_path": variant.out_rel,
+                        "source_path": task.source.rel,
+                        "class": task.source.cls,
+                        "variant": variant.index,
+                        "seed": variant.seed,
+                        "ops": json.dumps(applied, separators=(",", ":"), ensure_ascii=False),
+                        "width": out.width,
+                        "height": out.height,
+                        "source_sha256": source.sha256,
+                        "output_sha256": hashlib.sha256(encoded).hexdigest(),
+                        "recipe_sha256": recipe_sha,
+                        "augctl_version": __version__,
+                    }
             del source
         result.rows = [rows[i] for i in sorted(rows)]
     except SourceError as exc:

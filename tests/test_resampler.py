@@ -13,8 +13,10 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA, output_files, read_manifest
 from PIL import Image
 
+from augctl import pipeline
 from augctl.cli import main
 from augctl.errors import RecipeError
+from augctl.execute import rng_for
 from augctl.ops import resample
 from augctl.recipe import parse_recipe
 
@@ -178,22 +180,25 @@ def test_opencv_missing_is_a_recipe_error_naming_the_extra(
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_reused_pixels_are_each_images_own() -> None:
-    """Inside `pixels_reused` each image's pixels are copied out once, and never another's:
-    not a same-sized image's, not the image's own in another mode."""
-    first, second = _photo("RGB"), _photo("RGB").transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-    matrix = _matrix(first.size, 10, 0.55)
+def test_reused_pixels_are_the_sources_alone() -> None:
+    """Inside `pixels_reused(source)` the source's pixels are copied out once per mode and
+    reused; other images (a variant's intermediate ones) are neither reused nor kept."""
+    source = _photo("RGBA")
+    other = source.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    matrix = _matrix(source.size, 10, 0.55)
 
     def warped(image: Image.Image) -> bytes:
         return resample.warp(image, matrix, (96, 80), "bilinear", 0, "opencv").tobytes()
 
-    alone = [warped(first), warped(second), warped(first.convert("RGBA"))]
-    with resample.pixels_reused():
-        rgba = first.convert("RGBA")
-        reused = [warped(first), warped(second), warped(rgba), warped(first), warped(rgba)]
-        assert len(resample._PIXELS.get() or {}) == 3
-    assert reused == [*alone, alone[0], alone[2]]
-    assert len(set(alone)) == 3
+    alone = [warped(source), warped(other), warped(source.convert("LA"))]
+    with resample.pixels_reused(source):
+        reused = [warped(source), warped(other), warped(source.convert("LA")), warped(source)]
+        for _ in range(20):
+            warped(source.rotate(1))
+        image, by_mode = resample._REUSED.get() or (None, {})
+        assert image is source and list(by_mode) == ["RGBa"]
+    assert reused == [*alone, alone[0]]
+    assert len(set(alone)) == 3 and resample._REUSED.get() is None
 
 
 def test_verifying_an_opencv_run_without_opencv_says_what_is_missing(
@@ -208,3 +213,55 @@ def test_verifying_an_opencv_run_without_opencv_says_what_is_missing(
     assert result.exit_code == 2, result.output
     assert f"{out / 'run.json'} recipe" in result.stderr
     assert "pip install 'augctl[opencv]'" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        # A quarter turn keeping a canvas whose width and height differ by an odd number:
+        # output centres land exactly on the image's right or bottom edge.
+        (0.0, 1.0, -28.5, -1.0, 0.0, 388.5),
+        (1.0, 0.0, -0.5, 0.0, 1.0, 0.0),  # half a pixel to the left
+        (1.0, 0.0, 0.0, 0.0, 1.0, -0.5),  # half a pixel up
+    ],
+)
+def test_opencv_fills_where_centres_land_exactly_on_the_edge(matrix: tuple[float, ...]) -> None:
+    image = _photo("RGB")  # 360x417
+    size = image.size
+    pil = resample._affine(image, matrix, size, "bilinear", FILL, "pillow")
+    cv = resample.warp(image, matrix, size, "bilinear", FILL, "opencv")
+    a, b = np.asarray(pil, np.int16), np.asarray(cv, np.int16)
+    filled = np.all(a == FILL, axis=-1)
+    assert filled.sum() >= min(size)  # at least a row or column of fill
+    assert np.abs(a - b).max() <= 1
+
+
+def test_opencv_recipes_keep_pillows_nearest_and_bicubic_resizes() -> None:
+    """An axis-aligned scale that OpenCV doesn't run stays Pillow's antialiased resize."""
+    image = _photo("RGB")
+    for filt, s in (("bicubic", 0.6), ("nearest", 1.7), ("bicubic", 1.3)):
+        matrix = (s, 0.0, 0.0, 0.0, s, 0.0)
+        size = (int(image.width * s), int(image.height * s))
+        pil = resample.warp(image, matrix, size, filt, 0, "pillow")
+        cv = resample.warp(image, matrix, size, filt, 0, "opencv")
+        assert pil.tobytes() == cv.tobytes(), filt
+
+
+def test_policies_resample_with_the_recipes_resampler() -> None:
+    """RandAugment replays its rotations and shears op by op: with the recipe's kernels."""
+    recipe = parse_recipe(
+        "version: 1\npipeline:\n  - randaugment: {num_ops: 2, magnitude: 12, resample: bilinear}\n"
+    )
+    image = _photo("RGB")
+    seen = differ = 0
+    for seed in range(40):
+        applied = pipeline.sample(recipe.pipeline, rng_for(seed), image.size)
+        if not {"rotate", "affine"} & {e["op"] for e in applied[0]["ops"]}:
+            continue
+        pil, cv = (pipeline.run(image, applied, None, r) for r in ("pillow", "opencv"))
+        # A table after the turn (posterize, equalize, solarize) may turn a level of
+        # rounding into a step: on average the two stay within rounding.
+        assert np.abs(np.asarray(pil, np.int16) - np.asarray(cv, np.int16)).mean() < 1
+        seen += 1
+        differ += pil.tobytes() != cv.tobytes()  # a whole-pixel shift is the same either way
+    assert seen >= 5 and differ >= seen // 2, (seen, differ)

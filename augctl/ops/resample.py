@@ -89,7 +89,7 @@ def _axis_aligned(
         and all(abs(v - i) < 1e-6 for v, i in zip(box, ints))
     ):
         out = image.crop(tuple(ints))
-    elif resampler != "pillow":
+    elif resampler != "pillow" and resample == "bilinear":
         return None  # OpenCV's resize has no antialiased bilinear: the affine rule applies
     else:
         # reducing_gap: shrinks of 3x or more start with a whole-factor box reduction.
@@ -161,12 +161,13 @@ def _transform(
         borderMode=cv2.BORDER_REPLICATE,
     )
     if not _covers(inverse, size, image.size):
-        # Nearest sampling of a white image marks where centres land on it: it takes pixel
-        # floor(x + 0.5) in OpenCV's frame, that is floor(x) in Pillow's (to 1/1024 pixel).
-        white = np.full((image.height, image.width), 255, np.uint8)
-        on = cv2.warpAffine(white, m, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        # Pillow's own test, in its own arithmetic: a centre (x + 0.5, y + 0.5) maps to
+        # (a x' + b y') + c, which must lie in [0, w) x [0, h).
+        xs, ys = np.arange(size[0]) + 0.5, np.arange(size[1])[:, None] + 0.5
+        sx, sy = a * xs + b * ys + c, d * xs + e * ys + f
+        off = (sx < 0) | (sx >= image.width) | (sy < 0) | (sy >= image.height)
         fill = np.asarray(Image.new(mode or image.mode, size, colour))  # opaque: either way
-        out = cv2.copyTo(fill, cv2.bitwise_not(on), out)
+        out = cv2.copyTo(fill, off.view(np.uint8), out)
     result = Image.frombytes(mode or image.mode, size, out.tobytes())
     return result.convert(image.mode) if mode else result
 
@@ -183,37 +184,35 @@ def _covers(inverse: Matrix, size: Size, source: Size) -> bool:
     return True
 
 
-# id(image) -> (image, mode, its pixels): see `pixels_reused`. The image is held, so its id
-# can't be taken by another while the entry lives.
-_PIXELS: contextvars.ContextVar[dict[int, tuple[Image.Image, str | None, Any]] | None] = (
-    contextvars.ContextVar("augctl_pixels", default=None)
+# The image whose pixels are reused (see `pixels_reused`), and its pixels by mode.
+_REUSED: contextvars.ContextVar[tuple[Image.Image, dict[str | None, Any]] | None] = (
+    contextvars.ContextVar("augctl_reused_pixels", default=None)
 )
 
 
 @contextlib.contextmanager
-def pixels_reused() -> Iterator[None]:
-    """Within it, OpenCV gets each image's pixels copied out once, not once per resample: for
-    callers that don't change an image while they use it (a worker's decoded source, which
-    all its variants resample)."""
-    token = _PIXELS.set({})
+def pixels_reused(image: Image.Image) -> Iterator[None]:
+    """Within it, OpenCV gets `image`'s pixels copied out once, not once per resample: for a
+    caller that doesn't change the image meanwhile (a worker's decoded source, which all its
+    variants resample). Other images, a variant's intermediate ones, are not kept."""
+    token = _REUSED.set((image, {}))
     try:
         yield
     finally:
-        _PIXELS.reset(token)
+        _REUSED.reset(token)
 
 
 def _pixels(image: Image.Image, mode: str | None) -> Any:
     """The pixels of `image` (converted to `mode`, if given) as a numpy array."""
     import numpy as np
 
-    cache = _PIXELS.get()
-    hit = cache.get(id(image)) if cache is not None else None
-    if hit is not None and hit[0] is image and hit[1] == mode:
-        return hit[2]
-    pixels = np.asarray(image.convert(mode) if mode else image)
-    if cache is not None:
-        cache[id(image)] = (image, mode, pixels)
-    return pixels
+    reused = _REUSED.get()
+    if reused is None or reused[0] is not image:
+        return np.asarray(image.convert(mode) if mode else image)
+    by_mode = reused[1]
+    if mode not in by_mode:
+        by_mode[mode] = np.asarray(image.convert(mode) if mode else image)
+    return by_mode[mode]
 
 
 def _reduction(shrink: float, resample: str) -> int:
