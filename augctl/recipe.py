@@ -50,6 +50,15 @@ class Recipe:
     resampler: str = "pillow"
     source: str = "<recipe>"
 
+    def __post_init__(self) -> None:
+        # The parser checks what a file says; this catches a Recipe made or replaced in code.
+        if self.resampler not in RESAMPLERS:
+            raise RecipeError(
+                f"unknown resampler {self.resampler!r} (expected one of: {', '.join(RESAMPLERS)})",
+                file=self.source,
+                path="resampler",
+            )
+
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some fields changed (command-line overrides)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -265,3 +265,8 @@ def test_policies_resample_with_the_recipes_resampler() -> None:
         seen += 1
         differ += pil.tobytes() != cv.tobytes()  # a whole-pixel shift is the same either way
     assert seen >= 5 and differ >= seen // 2, (seen, differ)
+
+
+def test_a_recipe_made_in_code_refuses_an_unknown_resampler() -> None:
+    with pytest.raises(RecipeError, match="unknown resampler 'cv2'"):
+        parse_recipe(RECIPE).replace(resampler="cv2")
