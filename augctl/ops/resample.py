@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -164,12 +165,28 @@ def _transform(
         # Pillow's own test, in its own arithmetic: a centre (x + 0.5, y + 0.5) maps to
         # (a x' + b y') + c, which must lie in [0, w) x [0, h).
         xs, ys = np.arange(size[0]) + 0.5, np.arange(size[1])[:, None] + 0.5
-        sx, sy = a * xs + b * ys + c, d * xs + e * ys + f
-        off = (sx < 0) | (sx >= image.width) | (sy < 0) | (sy >= image.height)
-        fill = np.asarray(Image.new(mode or image.mode, size, colour))  # opaque: either way
-        out = cv2.copyTo(fill, off.view(np.uint8), out)
+        along = np.add(a * xs, b * ys)  # in place from here: temporaries cost more than math
+        along += c
+        off = along < 0
+        off |= along >= image.width
+        along = np.add(d * xs, e * ys, out=along)
+        along += f
+        off |= along < 0
+        off |= along >= image.height
+        # The fill is opaque: the same premultiplied or not.
+        out = cv2.copyTo(_canvas(mode or image.mode, size, colour), off.view(np.uint8), out)
     result = Image.frombytes(mode or image.mode, size, out.tobytes())
     return result.convert(image.mode) if mode else result
+
+
+@functools.lru_cache(maxsize=8)  # a run has one output size and fill, or a few
+def _canvas(mode: str, size: Size, colour: Any) -> Any:
+    """A read-only numpy image of `size` filled with `colour`."""
+    import numpy as np
+
+    pixels = np.asarray(Image.new(mode, size, colour))
+    pixels.flags.writeable = False
+    return pixels
 
 
 def _covers(inverse: Matrix, size: Size, source: Size) -> bool:
