@@ -224,9 +224,7 @@ def _pixels(image: Image.Image, mode: str | None) -> Any:
     import numpy as np
 
     reused = _REUSED.get()
-    if reused is None or reused[0] is not image:
-        return np.asarray(image.convert(mode) if mode else image)
-    by_mode = reused[1]
+    by_mode = reused[1] if reused is not None and reused[0] is image else {}
     if mode not in by_mode:
         by_mode[mode] = np.asarray(image.convert(mode) if mode else image)
     return by_mode[mode]
