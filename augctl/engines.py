@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .errors import EngineError, UsageError
-from .execute import Job, Result, _unimportable_main_hidden, run_local, run_task
+from .execute import Job, Result, _unimportable_main_hidden, library_versions, run_local, run_task
 from .plan import Task
 
 Executor = Callable[[Job, Iterable[Task], int], Iterator[Result]]
@@ -65,11 +65,34 @@ def dask_setup(worker: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_batch(job: Job, tasks: Sequence[Task], version: str) -> list[Result]:
-    """Run a batch of tasks in a Dask worker (never raises for a bad source)."""
-    if version != __version__:  # another augctl could write other bytes
+def run_batch(
+    job: Job, tasks: Sequence[Task], version: str, libraries: dict[str, str] | None = None
+) -> list[Result]:
+    """Run a batch of tasks in a Dask worker (never raises for a bad source).
+
+    `version` and `libraries` are the client's augctl and `library_versions`: a worker
+    that differs could write other bytes than run.json says, so it refuses the batch.
+    """
+    if version != __version__:
         raise RuntimeError(f"this Dask worker runs augctl {__version__}, the client {version}")
+    if libraries is not None:
+        _check_libraries(job, libraries)
     return [run_task(job, task) for task in tasks]
+
+
+def _check_libraries(job: Job, client: dict[str, str]) -> None:
+    try:
+        mine = library_versions(job.recipe.resampler)
+    except ImportError:  # only the opencv resampler imports anything the core doesn't need
+        raise RuntimeError(
+            "this Dask worker has no OpenCV, which the recipe's resampler needs: "
+            "pip install 'augctl[opencv]' there"
+        ) from None
+    differ = [k for k in sorted(client) if mine.get(k) != client[k]]
+    if differ:
+        ours = ", ".join(f"{k} {mine.get(k)}" for k in differ)
+        theirs = ", ".join(f"{k} {client[k]}" for k in differ)
+        raise RuntimeError(f"this Dask worker has {ours}, the client {theirs}")
 
 
 def run_dask(
@@ -161,12 +184,13 @@ def _stream(
     # Our client's loop, explicitly: as_completed() would take the default client's, which
     # is the caller's own when it has one (a notebook, a test).
     stream = distributed.as_completed(loop=client.loop)
+    libraries = library_versions(job.recipe.resampler)
 
     def submit() -> bool:
         batch = retry.pop() if retry else next(batches, None)
         if batch is None:
             return False
-        future = client.submit(run_batch, job, batch, __version__, pure=False)
+        future = client.submit(run_batch, job, batch, __version__, libraries, pure=False)
         if not running:
             alone.add(future)
         running[future] = batch
@@ -210,7 +234,7 @@ def _failed(
     if not isinstance(exc, distributed.KilledWorker):
         raise EngineError(
             f"a Dask task failed: {type(exc).__name__}: {exc} (every worker needs the same "
-            "augctl installed, and IN and OUT at the same paths as this machine)"
+            "augctl and libraries installed, and IN and OUT at the same paths as this machine)"
         )
     if len(batch) > 1 or not ran_alone:
         retry.extend([task] for task in batch)

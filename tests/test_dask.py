@@ -225,7 +225,7 @@ def test_a_source_that_kills_every_dask_worker_is_an_error(
     assert str(exc.value).startswith(
         f"a Dask task failed: RuntimeError: this Dask worker runs augctl {augctl.__version__}, "
         "the client 9.9.9 "
-        "(every worker needs the same augctl installed"
+        "(every worker needs the same augctl and libraries installed"
     )
 
 
@@ -246,3 +246,59 @@ def test_dask_with_the_opencv_resampler_gives_the_local_pools_bytes(
         )
     same_as(tmp_path / "dask", local)
     assert json.loads((local / "run.json").read_text())["recipe"]["resampler"] == "opencv"
+
+
+def test_dask_workers_must_have_the_clients_libraries(
+    distributed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker without OpenCV (for an opencv recipe), or with other versions of the
+    libraries that decide the bytes, refuses the work instead of failing every source or
+    writing bytes run.json doesn't describe."""
+    src = make_tree(tmp_path / "in", {"a": 2}, size=(64, 48))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("pipeline:", "resampler: opencv\npipeline:"))
+    no_cv2 = tmp_path / "no_cv2.py"  # run in each worker as it starts: cv2 can't be imported
+    no_cv2.write_text("import sys\nsys.modules['cv2'] = None\n")
+    cluster = distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        preload=[str(no_cv2)],
+    )
+    with cluster:
+        with pytest.raises(augctl.EngineError) as exc:
+            augctl.expand(
+                src, tmp_path / "out", recipe, executor="dask", scheduler=cluster.scheduler_address
+            )
+        assert str(exc.value).startswith(
+            "a Dask task failed: RuntimeError: this Dask worker has no OpenCV, which the "
+            "recipe's resampler needs: pip install 'augctl[opencv]' there"
+        )
+        assert not list((tmp_path / "out" / "a").iterdir())
+
+        from augctl import engines
+
+        real = engines.library_versions
+        monkeypatch.setattr(  # this process only, not the workers
+            engines, "library_versions", lambda resampler: {**real(resampler), "pillow": "1.0"}
+        )
+        plain = tmp_path / "plain.yaml"  # needs no OpenCV: only the versions differ
+        plain.write_text(RECIPE)
+        with pytest.raises(augctl.EngineError) as exc:
+            augctl.expand(
+                src, tmp_path / "other", plain, executor="dask", scheduler=cluster.scheduler_address
+            )
+        import PIL
+
+        assert str(exc.value).startswith(
+            f"a Dask task failed: RuntimeError: this Dask worker has pillow {PIL.__version__}, "
+            "the client pillow 1.0 "
+        )
+        monkeypatch.undo()
+        summary = augctl.expand(
+            src, tmp_path / "ok", plain, executor="dask", scheduler=cluster.scheduler_address
+        )
+        assert summary.written == 6
