@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import AugctlError, OutputError, RecipeError, UsageError
+from .errors import AugctlError, OutputError, RecipeError, UsageError, did_you_mean
 from .limits import MAX_SEED, MAX_VARIANTS
 
 
@@ -555,11 +555,7 @@ def ops(name: str | None, as_json: bool, markdown: bool) -> None:
     from .ops.describe import describe_ops
 
     if name is not None and name not in REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise _usage(f"unknown op '{name}'{hint}")
+        raise _usage(f"unknown op '{name}'{did_you_mean(name, REGISTRY)}")
     if markdown:
         from .ops.describe import markdown_table
 

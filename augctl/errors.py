@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class AugctlError(Exception):
     """Base class of every error augctl raises on purpose."""
@@ -56,3 +58,12 @@ class EngineError(AugctlError):
 
 class MergeError(AugctlError):
     """Shard parts can't be merged: from different plans, missing, doubled or incomplete."""
+
+
+def did_you_mean(word: object, options: Iterable[object]) -> str:
+    """A "; did you mean 'x'?" hint, or ""; case is ignored ('HFlip' is 'hflip', not 'vflip')."""
+    import difflib  # not at import time: the CLI's --help imports this module
+
+    by_folded = {str(o).casefold(): str(o) for o in options}
+    close = difflib.get_close_matches(str(word).casefold(), list(by_folded), n=1, cutoff=0.6)
+    return f"; did you mean '{by_folded[close[0]]}'?" if close else ""

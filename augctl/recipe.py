@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -14,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError
+from .errors import RecipeError, did_you_mean
 from .limits import MAX_SEED, MAX_VARIANTS
 from .ops import REGISTRY
 from .ops.base import Color, ParamError
@@ -196,11 +195,6 @@ SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
 METADATA = ("keep", "strip")
 
 
-def _suggest(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 class _Parser:
     """Walks the YAML node tree so that every error can name its line and step path."""
 
@@ -230,7 +224,7 @@ class _Parser:
             if key in out:
                 raise self.fail(key_node, path, f"'{key}' is given twice")
             if key not in allowed:
-                hint = _suggest(key, allowed) or f" (expected one of: {', '.join(allowed)})"
+                hint = did_you_mean(key, allowed) or f" (expected one of: {', '.join(allowed)})"
                 raise self.fail(key_node, path, f"unknown {what} '{key}'{hint}")
             out[key] = (key_node, value_node)
         return out
@@ -259,7 +253,7 @@ class _Parser:
         self, node: yaml.Node, path: str, value: Any, options: tuple[str, ...], what: str
     ) -> str:
         if value not in options:
-            hint = _suggest(value, options) or f" (expected one of: {', '.join(options)})"
+            hint = did_you_mean(value, options) or f" (expected one of: {', '.join(options)})"
             raise self.fail(node, path, f"unknown {what} {value!r}{hint}")
         return value
 
@@ -402,7 +396,7 @@ class _Parser:
             )
         name = self.value(key_node)
         if name not in names:
-            hint = _suggest(name, names) or "; run 'augctl ops' for the list"
+            hint = did_you_mean(name, names) or "; run 'augctl ops' for the list"
             raise self.fail(key_node, path, f"unknown op '{name}'{hint}")
         if name in COMPOSE_KINDS:
             return self.compose(name, body, key_node, f"{path}.{name}")

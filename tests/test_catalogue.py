@@ -74,6 +74,8 @@ def test_ops_lists_every_op_with_params() -> None:
         one.exit_code == 2
         and one.stderr == "augctl: error: unknown op 'rotat'; did you mean 'rotate'?\n"
     )
+    upper = invoke("ops", "HFlip")
+    assert upper.stderr == "augctl: error: unknown op 'HFlip'; did you mean 'hflip'?\n"
 
 
 def test_readme_op_table_is_generated_from_the_registry() -> None:

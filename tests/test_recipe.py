@@ -37,6 +37,14 @@ CASES = [
         "version: 1\noutput: {format: jpgg}\n",
         "r.yaml:2:18: output.format: unknown format 'jpgg'; did you mean 'jpeg'?",
     ),
+    (  # case is ignored in the suggestion: 'HFlip' is closest to 'vflip' case-sensitively
+        "version: 1\npipeline:\n  - HFlip\n",
+        "r.yaml:3:5: pipeline[0]: unknown op 'HFlip'; did you mean 'hflip'?",
+    ),
+    (
+        "version: 1\noutput: {format: JPEG}\n",
+        "r.yaml:2:18: output.format: unknown format 'JPEG'; did you mean 'jpeg'?",
+    ),
     (
         "version: 1\nvariants: -1\n",
         "r.yaml:2:11: variants: expected an integer in [0, 100000], got -1",
