@@ -161,27 +161,53 @@ def _transform(
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    if out.ndim == 3 and out.shape[2] != len(image.getbands()):  # La, warped as 4 bands
+        out = np.ascontiguousarray(out[..., :2])
     if not _covers(inverse, size, image.size):
-        # Pillow's own test, in its own arithmetic: a centre (x + 0.5, y + 0.5) maps to
-        # (a x' + b y') + c, which must lie in [0, w) x [0, h).
-        xs, ys = np.arange(size[0]) + 0.5, np.arange(size[1])[:, None] + 0.5
-        along = np.add(a * xs, b * ys)  # in place from here: temporaries cost more than math
-        along += c
-        off = along < 0
-        off |= along >= image.width
-        along = np.add(d * xs, e * ys, out=along)
-        along += f
-        off |= along < 0
-        off |= along >= image.height
         # The fill is opaque: the same premultiplied or not.
-        out = cv2.copyTo(_canvas(mode or image.mode, size, colour), off.view(np.uint8), out)
-    result = Image.frombytes(mode or image.mode, size, out.tobytes())
+        # Bands of rows bound the temporaries (8 bytes a pixel each) on a large output.
+        w, h = size
+        band = max(1, _MASK_PIXELS // w)
+        canvas = _canvas(mode or image.mode, (w, min(h, band)), colour)
+        xs = np.arange(w) + 0.5
+        for top in range(0, h, band):
+            rows = slice(top, min(h, top + band))
+            ys = np.arange(rows.start, rows.stop)[:, None] + 0.5
+            # Pillow's own test, in its own arithmetic: a centre (x + 0.5, y + 0.5) maps to
+            # (a x' + b y') + c, which must lie in [0, w) x [0, h).
+            along = np.add(a * xs, b * ys)  # in place from here: temporaries cost more
+            along += c
+            off = along < 0
+            off |= along >= image.width
+            along = np.add(d * xs, e * ys, out=along)
+            along += f
+            off |= along < 0
+            off |= along >= image.height
+            cv2.copyTo(canvas[: rows.stop - top], off.view(np.uint8), out[rows])
+    result = Image.frombuffer(mode or image.mode, size, out, "raw", mode or image.mode, 0, 1)
     return result.convert(image.mode) if mode else result
 
 
-@functools.lru_cache(maxsize=8)  # a run has one output size and fill, or a few
+# Up to this many output pixels per band of the fill mask (1 MB of floats per temporary).
+_MASK_PIXELS = 1 << 17
+# A band's fill canvas is kept for reuse up to this size (a run has one output size, or a
+# few); a larger one (a band of a 1-pixel-high output a million wide) is made per call.
+_CACHED_CANVAS_PIXELS = 1 << 20
+
+
 def _canvas(mode: str, size: Size, colour: Any) -> Any:
     """A read-only numpy image of `size` filled with `colour`."""
+    if size[0] * size[1] <= _CACHED_CANVAS_PIXELS:
+        return _cached_canvas(mode, size, colour)
+    return _new_canvas(mode, size, colour)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_canvas(mode: str, size: Size, colour: Any) -> Any:
+    return _new_canvas(mode, size, colour)
+
+
+def _new_canvas(mode: str, size: Size, colour: Any) -> Any:
     import numpy as np
 
     pixels = np.asarray(Image.new(mode, size, colour))
@@ -226,7 +252,12 @@ def _pixels(image: Image.Image, mode: str | None) -> Any:
     reused = _REUSED.get()
     by_mode = reused[1] if reused is not None and reused[0] is image else {}
     if mode not in by_mode:
-        by_mode[mode] = np.asarray(image.convert(mode) if mode else image)
+        pixels = np.asarray(image.convert(mode) if mode else image)
+        if pixels.ndim == 3 and pixels.shape[2] == 2:
+            # OpenCV's 2-band bilinear warp rounds coarser (up to 3-5 levels off its own 1-
+            # and 4-band results): La goes as 4 bands, L A L A.
+            pixels = np.concatenate((pixels, pixels), axis=2)
+        by_mode[mode] = pixels
     return by_mode[mode]
 
 
