@@ -164,8 +164,8 @@ def _transform(
     if out.ndim == 3 and out.shape[2] != len(image.getbands()):  # La, warped as 4 bands
         out = np.ascontiguousarray(out[..., :2])
     if not _covers(inverse, size, image.size):
-        # The fill is opaque: the same premultiplied or not.
-        # Bands of rows bound the temporaries (8 bytes a pixel each) on a large output.
+        # The fill is opaque (the same premultiplied or not). Bands of rows bound the
+        # temporaries (8 bytes a pixel each) on a large output.
         w, h = size
         band = max(1, _MASK_PIXELS // w)
         canvas = _canvas(mode or image.mode, (w, min(h, band)), colour)
