@@ -4,7 +4,8 @@
 
 Builds the corpora first if they are missing (``make_corpus.py``). For each corpus
 (``imagenet``, ``large``) and each worker count, it times, interleaved and ``--repeats``
-times each (medians are printed):
+times each (each repeat starting with another kind; medians are printed, and each ratio is
+the median of the repeats' own ratios, one run against the floor run of its repeat):
 
 * the floor: every source read and decoded once, then encoded ``N`` times unchanged as
   JPEG q90 and written to a file, in the same kind of process pool as augctl (spawn
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"augctl benchmark, {datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, Pillow {_version('pillow')}, "
-        f"numpy {_version('numpy')}, {repeats} run(s) each, medians"
+        f"numpy {_version('numpy')}, {repeats} run(s) each, medians "
+        "(ratios: the median of each repeat's ratio to its own floor run, and their range)"
         + (" (QUICK: smoke run, numbers mean nothing)" if args.quick else ""),
         "",
         "| corpus | images | workers | floor img/s | augctl img/s | augctl/floor "
@@ -285,23 +287,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         for workers in args.workers:
             runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-            for _ in range(repeats):
-                for kind in runs:
+            for repeat in range(repeats):
+                # Each repeat starts with another kind, so none always runs first (right
+                # after the previous kind's output was deleted) or last.
+                for kind in kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]:
                     runs[kind].append(
                         _child(kind, str(corpus / name), str(scratch / kind), str(workers))
                     )
-            rate = {
-                k: statistics.median(r["images"] / r["seconds"] for r in v) for k, v in runs.items()
-            }
+            per_run = {k: [r["images"] / r["seconds"] for r in v] for k, v in runs.items()}
+            rate = {k: statistics.median(v) for k, v in per_run.items()}
             rss = {k: max(r["worker_rss_mb"] for r in v) for k, v in runs.items()}
             rates[name, workers] = rate
             cv = rate.get("augctl+opencv")
             lines.append(
                 f"| {name} | {runs['augctl'][0]['images']} | {workers} | {rate['floor']:.1f} "
-                f"| {rate['augctl']:.1f} | {rate['augctl'] / rate['floor']:.2f}x "
+                f"| {rate['augctl']:.1f} | {_paired(per_run['augctl'], per_run['floor'])} "
                 f"| {rss['augctl']:.0f} MB "
                 + (
-                    f"| {cv:.1f} | {cv / rate['floor']:.2f}x | {rss['augctl+opencv']:.0f} MB |"
+                    f"| {cv:.1f} | {_paired(per_run['augctl+opencv'], per_run['floor'])} "
+                    f"| {rss['augctl+opencv']:.0f} MB |"
                     if cv
                     else "| - | - | - |"
                 )
@@ -344,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(lines))
     return 0
+
+
+def _paired(rates: list[float], floors: list[float]) -> str:
+    """The median of each repeat's ratio to the floor run beside it, and their range: on a
+    noisy machine a repeat's two runs share its moment, medians of each column don't."""
+    ratios = sorted(r / f for r, f in zip(rates, floors))
+    median = statistics.median(ratios)
+    return f"{median:.2f}x" + (f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else "")
 
 
 def _version(dist: str) -> str:

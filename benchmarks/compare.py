@@ -9,7 +9,8 @@ Not part of the test suite, and never a dependency: run it in a separate environ
 Each library runs the benchmark recipe's closest equivalent (rotate ±15° p=0.8, hflip
 p=0.5, a random crop of 60-100% of the area resized to 224x224, brightness and contrast
 0.8-1.2) in the same pool as the floor and augctl (``bench.py``): one task per source,
-decoded once, 5 variants encoded as JPEG q90 and written. Medians of ``--repeats`` runs.
+decoded once, 5 variants encoded as JPEG q90 and written. Medians of ``--repeats`` runs,
+interleaved as in ``bench.py`` (ratios: the median of each repeat's own ratio, and range).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|" + "---:|" * (2 * len(KINDS) - 1))
     for name in args.only:
         runs: dict[str, list[float]] = {k: [] for k in KINDS}
-        for _ in range(args.repeats):
-            for kind in KINDS:
+        for repeat in range(args.repeats):
+            for kind in KINDS[repeat % len(KINDS) :] + KINDS[: repeat % len(KINDS)]:
                 r = bench._child(
                     kind,
                     str(args.corpus / name),
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[kind].append(r["images"] / r["seconds"])
         rate = {k: statistics.median(v) for k, v in runs.items()}
         cells = " | ".join(f"{rate[k]:.1f}" for k in KINDS)
-        ratios = " | ".join(f"{rate[k] / rate['floor']:.2f}x" for k in KINDS[1:])
+        ratios = " | ".join(bench._paired(runs[k], runs["floor"]) for k in KINDS[1:])
         print(f"| {name} | {args.workers} | {cells} | {ratios} |", flush=True)
     bench.shutil.rmtree(scratch, ignore_errors=True)
     return 0
