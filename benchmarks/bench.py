@@ -15,7 +15,8 @@ the median of the repeats' own ratios, one run against the floor run of its repe
   and printed as ``-``, where OpenCV is not installed).
 
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
-``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there. Then ``augctl --help`` wall time (median
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there, and their CPU time (user and kernel,
+printed per source image beside the parent's) comes from the same call. Then ``augctl --help`` wall time (median
 of 7), a spawned worker's start-up (bare, with numpy, with ``augctl.execute``) and walking +
 planning 100,000 generated empty files. ``--quick`` is a smoke run (tiny corpus, one repeat,
 2,000 files): it checks the script works, not the numbers.
@@ -140,6 +141,7 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
     if kind == "augctl+opencv":
         recipe = recipe.replace(resampler="opencv")
     shutil.rmtree(out, ignore_errors=True)
+    parent = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if kind.startswith("augctl"):
         images = augctl.expand(corpus, out, recipe, workers=workers).processed
@@ -147,9 +149,17 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
         task = TASKS[kind]
         images = pool_run(task, Path(corpus), Path(out), workers, recipe.variants)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
     shutil.rmtree(out, ignore_errors=True)
-    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"images": images, "seconds": seconds, "worker_rss_mb": rss_kb / 1024}
+    pool = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, all ended
+    return {
+        "images": images,
+        "seconds": seconds,
+        "worker_rss_mb": pool.ru_maxrss / 1024,
+        "worker_user": pool.ru_utime,
+        "worker_sys": pool.ru_stime,
+        "parent_cpu": after.ru_utime + after.ru_stime - parent.ru_utime - parent.ru_stime,
+    }
 
 
 # --- start-up and planning ---------------------------------------------------------
@@ -284,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     kinds = ["floor", "augctl"] + (["augctl+opencv"] if importlib.util.find_spec("cv2") else [])
     rates: dict[tuple[str, int], dict[str, float]] = {}
+    cpu: list[str] = []
     for name in args.only:
         for workers in args.workers:
             runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -311,7 +322,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(lines[-1], file=sys.stderr, flush=True)
+            cpu.append(
+                f"  {name}, {workers} worker(s): "
+                + "; ".join(f"{k} {_cpu(v)}" for k, v in runs.items())
+            )
     shutil.rmtree(scratch, ignore_errors=True)
+    lines.append("")
+    lines.append(
+        "CPU per source image, ms (medians; the workers' user and kernel time, start-up "
+        "included, and the parent's), less noisy than wall time:"
+    )
+    lines.extend(cpu)
     lines.append("")
     if 1 in args.workers and 2 in args.workers:
         for name in args.only:
@@ -348,6 +369,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(lines))
     return 0
+
+
+def _cpu(runs: list[dict[str, Any]]) -> str:
+    """Workers' user + kernel and the parent's CPU per source image, medians, in ms."""
+
+    def per_image(key: str) -> float:
+        return statistics.median(r[key] / r["images"] * 1000 for r in runs)
+
+    return (
+        f"{per_image('worker_user'):.1f} + {per_image('worker_sys'):.1f} "
+        f"(parent {per_image('parent_cpu'):.1f})"
+    )
 
 
 def _paired(rates: list[float], floors: list[float]) -> str:
