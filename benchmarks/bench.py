@@ -16,10 +16,11 @@ the median of the repeats' own ratios, one run against the floor run of its repe
 
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there, and their CPU time (user and kernel,
-printed per source image beside the parent's) comes from the same call. Then ``augctl --help`` wall time (median
-of 7), a spawned worker's start-up (bare, with numpy, with ``augctl.execute``) and walking +
-planning 100,000 generated empty files. ``--quick`` is a smoke run (tiny corpus, one repeat,
-2,000 files): it checks the script works, not the numbers.
+printed per source image beside the parent's) comes from the same call. Then ``augctl
+--help`` wall time (median of 7), a spawned worker's start-up (bare, with numpy, with
+``augctl.execute``) and walking + planning 100,000 generated empty files. ``--quick`` is
+a smoke run (tiny corpus, one repeat, 2,000 files): it checks the script works, not the
+numbers.
 """
 
 from __future__ import annotations

@@ -44,14 +44,15 @@ def distributed() -> Any:
     return distributed
 
 
-def start_cluster(distributed: Any) -> Any:
+def start_cluster(distributed: Any, n_workers: int = 2, **options: Any) -> Any:
     return distributed.LocalCluster(
-        n_workers=2,
+        n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        **options,
     )
 
 
@@ -259,16 +260,7 @@ def test_dask_workers_must_have_the_clients_libraries(
     recipe.write_text(RECIPE.replace("pipeline:", "resampler: opencv\npipeline:"))
     no_cv2 = tmp_path / "no_cv2.py"  # run in each worker as it starts: cv2 can't be imported
     no_cv2.write_text("import sys\nsys.modules['cv2'] = None\n")
-    cluster = distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        preload=[str(no_cv2)],
-    )
-    with cluster:
+    with start_cluster(distributed, 1, preload=[str(no_cv2)]) as cluster:
         with pytest.raises(augctl.EngineError) as exc:
             augctl.expand(
                 src, tmp_path / "out", recipe, executor="dask", scheduler=cluster.scheduler_address
