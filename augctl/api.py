@@ -134,6 +134,7 @@ def expand(
         shard=part,
     )
     in_dir, out_dir = os.path.abspath(input_dir), os.path.abspath(output_dir)
+    libraries = library_versions(rec.resampler)  # before OUT is touched: OpenCV may not load
     if on_error == "fail" and skipped:
         raise SourceError(f"{skipped[0].rel}: {skipped[0].reason}")
     files = manifest.RunFiles.for_shard(part.suffix if part else None)
@@ -161,7 +162,7 @@ def expand(
             )
             run_info = {
                 "augctl_version": __version__,
-                "libraries": library_versions(rec.resampler),
+                "libraries": libraries,
                 "status": "running",
                 "command": command,
                 "recipe_sha256": rec.sha256,

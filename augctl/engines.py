@@ -83,11 +83,8 @@ def run_batch(
 def _check_libraries(job: Job, client: dict[str, str]) -> None:
     try:
         mine = library_versions(job.recipe.resampler)
-    except ImportError:  # only the opencv resampler imports anything the core doesn't need
-        raise RuntimeError(
-            "this Dask worker has no OpenCV, which the recipe's resampler needs: "
-            "pip install 'augctl[opencv]' there"
-        ) from None
+    except UsageError as exc:  # only the opencv resampler needs anything the core doesn't
+        raise RuntimeError(f"on this Dask worker, {exc} there") from None
     differ = [k for k in sorted(client) if mine.get(k) != client[k]]
     if differ:
         ours = ", ".join(f"{k} {mine.get(k)}" for k in differ)

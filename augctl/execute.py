@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__, images, pipeline, plan
-from .errors import EngineError, SourceError
+from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
@@ -77,22 +77,14 @@ def library_versions(resampler: str = "pillow") -> dict[str, str]:
 
 
 def _opencv_version() -> str:
-    """OpenCV's version, read from the opencv-python wheels' cv2/version.py where there is
-    one: importing OpenCV in the parent only for this took 25-100 ms before the pool started."""
-    import importlib.util
-    import re
-
-    spec = importlib.util.find_spec("cv2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        try:
-            with open(os.path.join(folder, "version.py"), encoding="utf-8") as f:
-                found = re.search(r'^opencv_version\s*=\s*"([^"]+)"', f.read(), re.M)
-        except (OSError, UnicodeDecodeError):
-            continue
-        if found:
-            return found.group(1)
-    import cv2  # raises ImportError where OpenCV is missing
-
+    """cv2.__version__; an OpenCV that is missing or can't load is a UsageError saying why."""
+    try:
+        import cv2
+    except ImportError as exc:  # a missing libGL, a half-uninstalled wheel
+        raise UsageError(
+            f"the recipe's resampler is opencv, but OpenCV can't be imported ({exc}); "
+            "pip install 'augctl[opencv]'"
+        ) from None
     return cv2.__version__
 
 

@@ -266,8 +266,9 @@ def test_dask_workers_must_have_the_clients_libraries(
                 src, tmp_path / "out", recipe, executor="dask", scheduler=cluster.scheduler_address
             )
         assert str(exc.value).startswith(
-            "a Dask task failed: RuntimeError: this Dask worker has no OpenCV, which the "
-            "recipe's resampler needs: pip install 'augctl[opencv]' there"
+            "a Dask task failed: RuntimeError: on this Dask worker, the recipe's resampler is "
+            "opencv, but OpenCV can't be imported (import of cv2 halted; None in sys.modules); "
+            "pip install 'augctl[opencv]' there"
         )
         assert not list((tmp_path / "out" / "a").iterdir())
 

@@ -174,9 +174,7 @@ def test_opencv_runs_are_deterministic_recorded_and_replay(tmp_path: Path) -> No
     assert output_files(one) == output_files(two)
     info = json.loads((one / "run.json").read_text())
     assert info["recipe"]["resampler"] == "opencv"
-    cv2 = __import__("cv2")
-    # The wheel's version (5.1.0.95 for OpenCV 5.1.0), read without importing cv2.
-    assert info["libraries"]["opencv"].startswith(cv2.__version__ + ".")
+    assert info["libraries"]["opencv"] == __import__("cv2").__version__
     pillow = _expand(tmp_path, RECIPE.replace("resampler: opencv\n", ""), 2, "pillow")
     rows = {r["output_path"]: r for r in read_manifest(one)}
     others = {r["output_path"]: r for r in read_manifest(pillow)}
@@ -317,24 +315,31 @@ def test_a_recipe_made_in_code_refuses_an_unknown_resampler() -> None:
         parse_recipe(RECIPE).replace(resampler="cv2")
 
 
-def test_the_parent_does_not_import_opencv(tmp_path: Path) -> None:
-    """Only the workers resample: the parent records OpenCV's version without loading it
-    (25-100 ms, and 25 MB, before the pool could start)."""
+def test_an_opencv_that_cannot_load_is_a_clear_error_before_out_is_touched(
+    tmp_path: Path,
+) -> None:
+    """Installed but broken (a missing libGL, half of two wheels uninstalled): exit 2 with
+    the import's own reason, not workers dying as they start, and no OUT."""
+    fake = tmp_path / "site" / "cv2"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ImportError('libGL.so.1: cannot open shared object file')\n"
+    )
+    (fake / "version.py").write_text('opencv_version = "5.1.0.95"\n')
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
-    script = (
-        "import sys, augctl\n"
-        "if __name__ == '__main__':\n"
-        f"    augctl.expand({str(SAMPLE_DATA)!r}, {str(tmp_path / 'out')!r}, {str(recipe)!r},"
-        " workers=1, only=['cat/' + __import__('os').listdir("
-        f"{str(SAMPLE_DATA / 'cat')!r})[0]])\n"
-        "    print('cv2' in sys.modules)\n"
-    )
-    (tmp_path / "run.py").write_text(script)
+    out = tmp_path / "out"
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "run.py")], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "augctl", "expand", "-r", str(recipe), str(SAMPLE_DATA), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
-    info = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert info["libraries"]["opencv"].startswith(__import__("cv2").__version__ + ".")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "augctl: error: the recipe's resampler is opencv, but OpenCV can't be imported "
+        "(libGL.so.1: cannot open shared object file); pip install 'augctl[opencv]'\n"
+    )
+    assert not out.exists()
