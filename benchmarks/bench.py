@@ -40,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
             for repeat in range(repeats):
-                # Each repeat starts with another kind, so none always runs first (right
-                # after the previous kind's output was deleted) or last.
-                for kind in kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]:
+                for kind in in_turn(kinds, repeat):
                     runs[kind].append(
                         _child(kind, str(corpus / name), str(scratch / kind), str(workers))
                     )
@@ -370,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(lines))
     return 0
+
+
+def in_turn(kinds: Sequence[str], repeat: int) -> list[str]:
+    """The kinds in the order of a repeat: each repeat starts with the next kind, so none
+    always runs first (right after the previous kind's output was deleted) or last."""
+    start = repeat % len(kinds)
+    return [*kinds[start:], *kinds[:start]]
 
 
 def _cpu(runs: list[dict[str, Any]]) -> str:

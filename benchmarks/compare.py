@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         runs: dict[str, list[float]] = {k: [] for k in KINDS}
         for repeat in range(args.repeats):
-            for kind in KINDS[repeat % len(KINDS) :] + KINDS[: repeat % len(KINDS)]:
+            for kind in bench.in_turn(KINDS, repeat):
                 r = bench._child(
                     kind,
                     str(args.corpus / name),

@@ -161,7 +161,7 @@ def _transform(
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    if out.ndim == 3 and out.shape[2] != len(image.getbands()):  # La, warped as 4 bands
+    if mode == "La":  # warped as 4 bands (see `_pixels`)
         out = np.ascontiguousarray(out[..., :2])
     if not _covers(inverse, size, image.size):
         # The fill is opaque (the same premultiplied or not). Bands of rows bound the
@@ -253,7 +253,7 @@ def _pixels(image: Image.Image, mode: str | None) -> Any:
     by_mode = reused[1] if reused is not None and reused[0] is image else {}
     if mode not in by_mode:
         pixels = np.asarray(image.convert(mode) if mode else image)
-        if pixels.ndim == 3 and pixels.shape[2] == 2:
+        if mode == "La":
             # OpenCV's 2-band bilinear warp rounds coarser (up to 3-5 levels off its own 1-
             # and 4-band results): La goes as 4 bands, L A L A.
             pixels = np.concatenate((pixels, pixels), axis=2)
