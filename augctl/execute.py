@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -351,13 +352,13 @@ _JOB: Job | None = None
 NOT_STARTED = (
     "the worker processes exited before they could start (their error is above). From a "
     'Python script, call augctl.expand under `if __name__ == "__main__":`: each worker '
-    "re-imports the script, as multiprocessing's spawn does"
+    "re-imports the script, as multiprocessing's spawn and forkserver do"
 )
 # Pools in a row whose workers were all killed (by a signal) before they started.
 MAX_KILLED_STARTS = 3
 
 
-def _init_worker(job: Job, started: Any, parent: int) -> None:
+def _init_worker(job: Job, started: Any) -> None:
     global _JOB
     _JOB = job
     if job.recipe.resampler == "opencv":
@@ -369,14 +370,14 @@ def _init_worker(job: Job, started: Any, parent: int) -> None:
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A parent killed outright (kill -9, the OOM killer) can't stop its workers, and they
-    # would wait for work forever: each leaves on its own once its parent is gone (the
-    # parent's pid comes from the parent: it may be gone before this runs).
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    # would wait for work forever: each leaves on its own once its parent is gone.
+    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
 
 
-def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
+def _exit_when_orphaned() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()  # returns when the parent's end of its pipe closes: the parent is gone
     os._exit(1)
 
 
@@ -412,8 +413,36 @@ def _unimportable_main_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
+# What the fork server imports once for every worker it forks: augctl and the image
+# plugins Pillow loads on its first open.
+PRELOAD = (
+    "augctl.execute",
+    "PIL.BmpImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+    "PIL.PpmImagePlugin",
+)
+
+
+def pool_context(resampler: str = "pillow") -> multiprocessing.context.BaseContext:
+    """The start method of the local pool: a fork server where the platform has one, else spawn.
+
+    The server is started like a spawned worker (a new interpreter, none of the caller's
+    threads) and imports augctl, Pillow's plugins and, for an opencv recipe, OpenCV once;
+    every worker is then forked from it. So a pool of N costs one interpreter start-up, not
+    N, and a pool rebuilt after a worker's death starts in milliseconds. A server already
+    running in this process (started by augctl or anyone else) is reused as it is.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([*PRELOAD, *(["cv2"] if resampler == "opencv" else [])])
+    return ctx
+
+
 def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
-    """Run tasks in a spawn-context process pool, yielding results as they finish.
+    """Run tasks in a process pool (`pool_context`), yielding results as they finish.
 
     A bounded number of tasks is in flight, so memory stays flat. If a worker dies
     (OOM killer, a crash in a decoder) the pool is rebuilt and the tasks that were in
@@ -425,7 +454,7 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
 
 
 def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = pool_context(job.recipe.resampler)
     todo = iter(tasks)
     again: list[Task] = []  # not finished when the pool broke, through no fault of theirs
     suspects: list[Task] = []  # in flight when a worker died: retried alone
@@ -439,7 +468,7 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
         # to start at all (a caller's unguarded script, a worker killed as it started).
         started = ctx.Event()
         pool = cf.ProcessPoolExecutor(
-            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, os.getpid())
+            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started)
         )
         running: dict[cf.Future, Task] = {}
         procs: dict[int, Any] = {}  # kept here: a broken pool may forget its processes
@@ -477,11 +506,10 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
             ended = True
         finally:
             if not ended or crashed:  # stopped early or broken: no worker writes after this
-                for proc in procs.values():
-                    proc.terminate()
-                for proc in procs.values():
-                    proc.join(timeout=5)
-            pool.shutdown(wait=ended and not crashed, cancel_futures=True)
+                _stop(procs.values())
+            # A broken pool's own thread is joining its workers: wait for it, so that their
+            # exit codes (read below) have one reader.
+            pool.shutdown(wait=ended, cancel_futures=True)
         if finished:
             return
         if not crashed:
@@ -508,6 +536,22 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                 )
             else:
                 suspects.append(task)
+
+
+def _stop(procs: Iterable[Any], timeout: float = 5.0) -> None:
+    """Terminate worker processes and wait until they have exited (or `timeout` passes).
+
+    Waits on their sentinels rather than joining: a fork server's worker reports its exit
+    code once, on the sentinel, and a broken pool's thread may be joining it meanwhile.
+    """
+    procs = list(procs)
+    for proc in procs:
+        proc.terminate()
+    pending = [proc.sentinel for proc in procs]
+    deadline = time.monotonic() + timeout
+    while pending and (left := deadline - time.monotonic()) > 0:
+        ready = set(multiprocessing.connection.wait(pending, timeout=left))
+        pending = [s for s in pending if s not in ready]
 
 
 def _succeeded(future: cf.Future) -> bool:

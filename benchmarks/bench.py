@@ -8,17 +8,20 @@ times each (each repeat starting with another kind; medians are printed, and eac
 the median of the repeats' own ratios, one run against the floor run of its repeat):
 
 * the floor: every source read and decoded once, then encoded ``N`` times unchanged as
-  JPEG q90 and written to a file, in the same kind of process pool as augctl (spawn
-  context, one task per source, the same bounded window of tasks in flight);
+  JPEG q90 and written to a file, in the same kind of process pool as augctl (a fork
+  server that has imported what the task needs, one task per source, the same bounded
+  window of tasks in flight);
 * augctl: the real ``augctl.expand`` with ``configs/benchmark.yaml`` (``N`` = its variants);
 * augctl+opencv: the same recipe with ``resampler: opencv`` (the ``opencv`` extra; skipped,
   and printed as ``-``, where OpenCV is not installed).
 
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
-``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there, and their CPU time (user and kernel,
-printed per source image beside the parent's) comes from the same call. Then ``augctl
---help`` wall time (median of 7), a spawned worker's start-up (bare, with numpy, with
-``augctl.execute``) and walking + planning 100,000 generated empty files. ``--quick`` is
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there (the fork server is stopped first, so its
+workers count), and their CPU time (user and kernel, printed per source image beside the
+parent's) comes from the same call. Then ``augctl --help`` wall time (median of 7), the
+start-up of a pool of one (spawned: bare, importing numpy, importing ``augctl.execute``;
+augctl's own: with its fork server starting, and with it running) and walking + planning
+100,000 generated empty files. ``--quick`` is
 a smoke run (tiny corpus, one repeat, 2,000 files): it checks the script works, not the
 numbers.
 """
@@ -101,8 +104,33 @@ def _floor_task(src: str, dest_stem: str, n: int) -> int:
     return n
 
 
+def pool_context(preload: Sequence[str]) -> Any:
+    """A pool context as augctl's (`augctl.execute.pool_context`): a fork server that has
+    imported `preload`, or spawn where there is none."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx
+
+
+def stop_fork_server() -> None:
+    """Stop this process's fork server, if any, and reap it: only then do the workers it
+    forked count in getrusage(RUSAGE_CHILDREN)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)  # private; Python 3.8+
+    if stop is not None:
+        stop()
+
+
 def pool_run(
-    task: Callable[[str, str, int], int], corpus: Path, out: Path, workers: int, n: int
+    task: Callable[[str, str, int], int],
+    corpus: Path,
+    out: Path,
+    workers: int,
+    n: int,
+    preload: Sequence[str] = (),
 ) -> int:
     """Run `task(source, dest_stem, n)` over a corpus in augctl's pool shape; returns sources."""
     jobs = []
@@ -110,7 +138,7 @@ def pool_run(
         (out / cls.name).mkdir(parents=True, exist_ok=True)
         for src in sorted(cls.iterdir()):
             jobs.append((str(src), str(out / cls.name / src.stem)))
-    ctx = multiprocessing.get_context("spawn")
+    ctx = pool_context(preload)
     window = max(2, workers * 4)  # as augctl.execute.run_local
     done = 0
     todo = iter(jobs)
@@ -131,6 +159,8 @@ def pool_run(
 
 
 TASKS: dict[str, Callable[[str, str, int], int]] = {"floor": _floor_task}
+# What each kind's fork server imports, as augctl's imports augctl and Pillow's plugins.
+PRELOAD: dict[str, tuple[str, ...]] = {"floor": ("PIL.Image", "PIL.JpegImagePlugin")}
 
 
 def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
@@ -148,8 +178,11 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
         images = augctl.expand(corpus, out, recipe, workers=workers).processed
     else:
         task = TASKS[kind]
-        images = pool_run(task, Path(corpus), Path(out), workers, recipe.variants)
+        images = pool_run(
+            task, Path(corpus), Path(out), workers, recipe.variants, PRELOAD.get(kind, ())
+        )
     seconds = time.perf_counter() - started
+    stop_fork_server()
     after = resource.getrusage(resource.RUSAGE_SELF)
     shutil.rmtree(out, ignore_errors=True)
     pool = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, all ended
@@ -208,6 +241,21 @@ def worker_startup_seconds(module: str, runs: int = 5) -> float:
     return _median_seconds(start_and_stop, runs)
 
 
+def _augctl_pool_startup() -> dict[str, float]:
+    """A pool of one in augctl's context running a no-op: with its fork server starting
+    (cold), then again with the server running (warm). Called in a child."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from augctl import execute
+
+    def start_and_stop() -> float:
+        t0 = time.perf_counter()
+        with cf.ProcessPoolExecutor(1, mp_context=execute.pool_context()) as pool:
+            pool.submit(int).result()
+        return time.perf_counter() - t0
+
+    return {"cold": start_and_stop(), "warm": start_and_stop()}
+
+
 def make_empty_tree(root: Path, files: int, classes: int = 100) -> Path:
     """`root/cNNN/img_NNNNNN.jpg`, empty files (kept and reused if already complete)."""
     marker = root / f".complete-{files}"
@@ -264,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_run":
         kind, *rest = argv[1:]
-        report = _plan(rest[0]) if kind == "plan" else _run(kind, rest[0], rest[1], int(rest[2]))
+        if kind == "plan":
+            report = _plan(rest[0])
+        elif kind == "pool":
+            report = _augctl_pool_startup()
+        else:
+            report = _run(kind, rest[0], rest[1], int(rest[2]))
         print(json.dumps(report))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -357,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         f"spawned worker start-up (pool of 1 to a no-op result, median of {startup_runs}): "
         f"{bare:.3f} s bare, "
         f"{with_numpy:.3f} s importing numpy, {with_augctl:.3f} s importing augctl.execute"
+    )
+    pools = [_child("pool") for _ in range(startup_runs)]
+    cold, warm = (statistics.median(p[k] for p in pools) for k in ("cold", "warm"))
+    lines.append(
+        f"augctl's pool of 1 to a no-op result (median of {startup_runs}): {cold:.3f} s with "
+        f"its fork server starting, {warm:.3f} s with the server running"
     )
     tree = make_empty_tree(corpus / f"_plan{plan_files}", plan_files)
     plan = _child("plan", str(tree))

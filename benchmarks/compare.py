@@ -79,6 +79,7 @@ def _augmentor_task(src: str, dest_stem: str, n: int) -> int:
 
 
 bench.TASKS.update(albumentations=_albumentations_task, augmentor=_augmentor_task)
+bench.PRELOAD.update(albumentations=("albumentations", "cv2"), augmentor=("Augmentor", "PIL.Image"))
 KINDS = ("floor", "augctl", "augctl+opencv", "albumentations", "augmentor")
 
 

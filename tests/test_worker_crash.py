@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
 from conftest import augctl_cmd, make_tree, output_files, read_manifest
+
+from augctl import execute
 
 RECIPE = "version: 1\nseed: 5\nvariants: 3\npipeline:\n  - rotate: {degrees: [-20, 20]}\n  - hflip: {p: 0.5}\n"
 
@@ -84,12 +88,21 @@ def test_source_that_kills_its_worker_twice_is_an_error(tmp_path: Path) -> None:
 
 
 # Loaded by every Python process with this PYTHONPATH: the first pool worker to start is
-# SIGKILLed before it runs anything, as the OOM killer might (the parent is left alone).
+# SIGKILLed before it runs anything, as the OOM killer might (the parent is left alone). A
+# spawned worker is one started with --multiprocessing-fork; a fork server's workers are
+# forked from it, so the server arms the kill for its children.
 KILL_AT_START = """
 import os, signal, sys
-if "--multiprocessing-fork" in sys.argv and not os.path.exists({flag!r}):
-    open({flag!r}, "w").close()
-    os.kill(os.getpid(), signal.SIGKILL)
+
+def die():
+    if not os.path.exists({flag!r}):
+        open({flag!r}, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if "--multiprocessing-fork" in sys.argv:
+    die()
+elif "multiprocessing.forkserver" in " ".join(sys.orig_argv):
+    os.register_at_fork(after_in_child=die)
 """
 
 
@@ -105,22 +118,118 @@ def test_worker_killed_as_it_starts_is_replaced_and_blames_nothing(tmp_path: Pat
     assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
 
 
-def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path) -> None:
-    # A parent killed while its workers start: a worker must not take its new parent
-    # (init, a subreaper) for the one to watch, or it would wait for work forever.
-    dead = subprocess.Popen(["true"])  # a pid that has exited
-    dead.wait()
-    code = (
-        "import time\n"
-        "from augctl.execute import Job, _init_worker\n"
-        "from augctl.recipe import Recipe\n"
-        "class Event:\n"
-        "    def set(self): pass\n"
-        f"_init_worker(Job(Recipe(), '.', '.'), Event(), {dead.pid})\n"
-        "time.sleep(60)\n"
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone (ESRCH while reading: gone meanwhile)
+        return False
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def _wait_until(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# Loaded by every Python process with this PYTHONPATH: a pool worker notes its pid and then
+# hangs in its first decode, so the test can kill the parent while the workers are busy.
+HANG_IN_WORKER = """
+import multiprocessing, os, time
+import PIL.Image
+
+_open = PIL.Image.open
+
+def open_and_hang(*args, **kwargs):
+    if multiprocessing.parent_process() is not None:
+        open(os.path.join({pids!r}, str(os.getpid())), "w").close()
+        time.sleep(120)
+    return _open(*args, **kwargs)
+
+PIL.Image.open = open_and_hang
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc")
+def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
+    # kill -9 or the OOM killer can't let the parent stop its workers: each must notice on
+    # its own that the parent is gone, not wait for work forever (nor the fork server).
+    src, site, recipe = setup(tmp_path, once=False)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (site / "sitecustomize.py").write_text(HANG_IN_WORKER.format(pids=str(pids)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = augctl_cmd("expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q")
+    parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_until(lambda: len(list(pids.iterdir())) == 2, 60), "workers never started"
+        workers = [int(p.name) for p in pids.iterdir()]
+        # A fork server, where the pool has one, is the workers' parent and must go too.
+        others = {_parent_of(pid) for pid in workers} - {parent.pid, None}
+    finally:
+        parent.kill()
+        parent.wait()
+    assert _wait_until(lambda: not any(map(_running, [*workers, *others])), 15)
+
+
+PARENT_GONE = """
+import multiprocessing, os, sys, time
+
+def child(pid_file):
+    time.sleep(1)  # by now the parent has exited
+    from augctl.execute import Job, _init_worker
+    from augctl.recipe import Recipe
+
+    class Event:
+        def set(self):
+            pass
+
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)
+    _init_worker(Job(Recipe(), ".", "."), Event())
+    time.sleep(120)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    ctx.Process(target=child, args=(sys.argv[2],)).start()
+    os._exit(0)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc")
+@pytest.mark.parametrize("method", sorted({"spawn", execute.pool_context().get_start_method()}))
+def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path, method: str) -> None:
+    # A parent killed while its workers start: a worker starting after that must still
+    # notice, not take its new parent (init, a subreaper) for the one to watch.
+    script = tmp_path / "gone.py"
+    script.write_text(PARENT_GONE)
+    pid_file = tmp_path / "worker.pid"
+    proc = subprocess.run(
+        [sys.executable, str(script), method, str(pid_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert (proc.returncode, proc.stderr) == (1, "")  # it left on its own, without an error
+    assert proc.returncode == 0, proc.stderr
+    # The worker writes its pid, then runs _init_worker: from there it must leave on its own.
+    assert _wait_until(pid_file.exists, 30), "the worker never started"
+    assert _wait_until(lambda: not _running(int(pid_file.read_text())), 20)
 
 
 SLOW_CONSUMER = """
@@ -175,6 +284,7 @@ def _install(job):
 class Job:
     def __init__(self, job):
         self.job = job
+        self.recipe = job.recipe
 
     def __reduce__(self):  # unpickled in each worker: patches it, then is the real job
         return (_install, (self.job,))
