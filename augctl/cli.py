@@ -309,6 +309,10 @@ def expand(
 
     Re-running the same command continues an interrupted run.
     """
+    if executor == "local" and not dry_run:
+        from .pool import start_server
+
+        start_server()  # the workers' fork server imports augctl while this process plans
     from .api import describe_plan
     from .api import expand as expand_
 

@@ -105,7 +105,7 @@ def _floor_task(src: str, dest_stem: str, n: int) -> int:
 
 
 def pool_context(preload: Sequence[str]) -> Any:
-    """A pool context as augctl's (`augctl.execute.pool_context`): a fork server that has
+    """A pool context as augctl's (`augctl.pool.pool_context`): a fork server that has
     imported `preload`, or spawn where there is none."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -245,11 +245,11 @@ def _augctl_pool_startup() -> dict[str, float]:
     """A pool of one in augctl's context running a no-op: with its fork server starting
     (cold), then again with the server running (warm). Called in a child."""
     sys.path.insert(0, str(REPO_ROOT))
-    from augctl import execute
+    from augctl.pool import pool_context
 
     def start_and_stop() -> float:
         t0 = time.perf_counter()
-        with cf.ProcessPoolExecutor(1, mp_context=execute.pool_context()) as pool:
+        with cf.ProcessPoolExecutor(1, mp_context=pool_context()) as pool:
             pool.submit(int).result()
         return time.perf_counter() - t0
 

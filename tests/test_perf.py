@@ -299,6 +299,36 @@ def test_help_imports_no_numpy_pil_or_tqdm() -> None:
     assert proc.stderr.strip() == "[]"
 
 
+def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
+    tree: Path, tmp_path: Path
+) -> None:
+    # The workers' fork server imports augctl while the CLI imports it too and plans: it
+    # must be started before this process's own heavy imports, or nothing overlaps.
+    code = (
+        "import sys\n"
+        "import augctl.pool as pool\n"
+        "calls = []\n"
+        "real = pool.start_server\n"
+        "def spy():\n"
+        "    calls.append(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL'}))\n"
+        "    real()\n"
+        "pool.start_server = spy\n"
+        "from augctl.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    print(calls, exc.code, file=sys.stderr)\n"
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip: {p: 0.5}\n")
+    args = ["expand", "-q", "-j1", "-r", str(recipe), str(tree), str(tmp_path / "out")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "[[]] 0", proc.stderr
+    assert len(read_manifest(tmp_path / "out")) == 14
+
+
 def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")  # in the test extra; --quick needs no scikit-image
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import augctl_cmd, make_tree, output_files, read_manifest
 
-from augctl import execute
+from augctl import pool
 
 RECIPE = "version: 1\nseed: 5\nvariants: 3\npipeline:\n  - rotate: {degrees: [-20, 20]}\n  - hflip: {p: 0.5}\n"
 
@@ -213,7 +213,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc")
-@pytest.mark.parametrize("method", sorted({"spawn", execute.pool_context().get_start_method()}))
+@pytest.mark.parametrize("method", sorted({"spawn", pool.pool_context().get_start_method()}))
 def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path, method: str) -> None:
     # A parent killed while its workers start: a worker starting after that must still
     # notice, not take its new parent (init, a subreaper) for the one to watch.
