@@ -359,9 +359,11 @@ NOT_STARTED = (
 MAX_KILLED_STARTS = 3
 
 
-def _init_worker(job: Job, started: Any) -> None:
+def _init_worker(job: Job, started: Any, umask: int) -> None:
     global _JOB
     _JOB = job
+    # A fork server's workers inherit the umask it started with, not the caller's today.
+    os.umask(umask)
     if job.recipe.resampler == "opencv":
         import cv2
 
@@ -441,7 +443,7 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
         # to start at all (a caller's unguarded script, a worker killed as it started).
         started = ctx.Event()
         pool = cf.ProcessPoolExecutor(
-            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started)
+            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, _umask())
         )
         running: dict[cf.Future, Task] = {}
         procs: dict[int, Any] = {}  # kept here: a broken pool may forget its processes
@@ -455,7 +457,9 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                         break
                     try:
                         running[pool.submit(_run_in_worker, task)] = task
-                    except cf.process.BrokenProcessPool:  # a worker died since the last wait
+                    # A worker died since the last wait; or the fork server died as a worker
+                    # was being started (EOFError, OSError): a killed start, as below.
+                    except (cf.process.BrokenProcessPool, EOFError, OSError):
                         (suspects if queue is suspects else again).insert(0, task)
                         crashed = True
                         break
@@ -490,8 +494,10 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
         lost = [task for future, task in running.items() if not _succeeded(future)]
         yield from (future.result() for future in running if _succeeded(future))
         if not started.is_set():
-            if any((p.exitcode or 0) > 0 for p in procs.values()):
-                raise EngineError(NOT_STARTED)  # an error in Python, the same every time
+            # An error in Python (exit code 1), the same every time. 255 is a fork server's
+            # worker whose exit code the server could not report: the server was killed.
+            if any(0 < (p.exitcode or 0) < 255 for p in procs.values()):
+                raise EngineError(NOT_STARTED)
             killed_starts += 1
             if killed_starts >= MAX_KILLED_STARTS:
                 raise EngineError(
@@ -512,19 +518,37 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
 
 
 def _stop(procs: Iterable[Any], timeout: float = 5.0) -> None:
-    """Terminate worker processes and wait until they have exited (or `timeout` passes).
+    """Stop worker processes: SIGTERM, then SIGKILL for any still there after `timeout`.
 
     Waits on their sentinels rather than joining: a fork server's worker reports its exit
     code once, on the sentinel, and a broken pool's thread may be joining it meanwhile.
     """
     procs = list(procs)
-    for proc in procs:
-        proc.terminate()
-    pending = [proc.sentinel for proc in procs]
-    deadline = time.monotonic() + timeout
-    while pending and (left := deadline - time.monotonic()) > 0:
-        ready = set(multiprocessing.connection.wait(pending, timeout=left))
-        pending = [s for s in pending if s not in ready]
+    for stop in ("terminate", "kill"):
+        for proc in procs:
+            getattr(proc, stop)()
+        pending = {proc.sentinel: proc for proc in procs}
+        deadline = time.monotonic() + timeout
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for ready in multiprocessing.connection.wait(list(pending), timeout=left):
+                del pending[ready]
+        procs = list(pending.values())
+        if not procs:
+            return
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _succeeded(future: cf.Future) -> bool:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 
-# What the fork server imports once for every worker it forks: augctl and the image
-# plugins Pillow loads on its first open.
+# What the fork server imports once for every worker it forks: the libraries augctl's
+# workers use and the image plugins Pillow loads on its first open. Not augctl itself:
+# the server finds modules on a fresh interpreter's sys.path, and a caller may run another
+# augctl (a checkout put first on sys.path); each worker imports augctl after it has taken
+# its parent's sys.path, as a spawned one does.
 PRELOAD = (
-    "augctl.execute",
+    "numpy",
+    "yaml",
+    "PIL.Image",
     "PIL.BmpImagePlugin",
     "PIL.GifImagePlugin",
     "PIL.JpegImagePlugin",
@@ -21,15 +26,23 @@ def pool_context(resampler: str = "pillow") -> multiprocessing.context.BaseConte
     """The start method of the local pool: a fork server where the platform has one, else spawn.
 
     The server is started like a spawned worker (a new interpreter, none of the caller's
-    threads) and imports augctl, Pillow's plugins and, for an opencv recipe, OpenCV once;
-    every worker is then forked from it. So a pool of N costs one interpreter start-up, not
-    N, and a pool rebuilt after a worker's death starts in milliseconds. A server already
-    running in this process (started by augctl or anyone else) is reused as it is.
+    threads) and imports numpy, Pillow and, for an opencv recipe, OpenCV once; every worker
+    is then forked from it. So a pool of N costs one interpreter start-up, not N, and a pool
+    rebuilt after a worker's death starts in milliseconds. One server serves the whole
+    process: one already running (augctl's or anyone's) is reused as it is, and a preload
+    the caller set is kept, with augctl's modules added.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([*PRELOAD, *(["cv2"] if resampler == "opencv" else [])])
+    ours = [*PRELOAD, *(["cv2"] if resampler == "opencv" else [])]
+    # The default preload is ['__main__'], which would run the caller's script in the
+    # server (an unguarded one would start augctl there): replaced, any other is extended.
+    theirs = getattr(forkserver._forkserver, "_preload_modules", None) or []
+    theirs = [] if theirs == ["__main__"] else [m for m in theirs if m not in ours]
+    ctx.set_forkserver_preload([*theirs, *ours])
     return ctx
 
 

@@ -1,0 +1,167 @@
+"""The local pool's fork server: workers run the caller's augctl with the caller's umask, and
+a server that dies is replaced without blaming any image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, augctl_cmd, make_tree, output_files, read_manifest
+
+from augctl import pool
+
+FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
+
+RECIPE = "version: 1\nseed: 3\nvariants: 2\npipeline:\n  - rotate: {degrees: [-20, 20]}\n"
+
+
+def run_script(tmp_path: Path, code: str, *args: object) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    cmd = [sys.executable, str(script), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+
+UMASKS = """
+import os, sys
+import augctl
+
+if __name__ == "__main__":
+    src, recipe, out = sys.argv[1:]
+    for mask in (0o022, 0o077):
+        os.umask(mask)
+        augctl.expand(src, f"{out}-{mask:o}", recipe, workers=2)
+"""
+
+
+def test_outputs_follow_the_umask_of_each_run(tmp_path: Path) -> None:
+    # A long-lived caller (a service, a notebook) that tightens its umask between two runs:
+    # the second run's images are as private as its manifest, whoever forked the workers.
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    proc = run_script(tmp_path, UMASKS, src, tmp_path / "r.yaml", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"out-{mask:o}"
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*.jpg")}
+        assert modes == {mode}, (oct(mask), sorted(map(oct, modes)))
+        assert stat.S_IMODE((out / "manifest.csv").stat().st_mode) == mode
+
+
+OTHER_AUGCTL = """
+import sys
+sys.path.insert(0, sys.argv[1])  # a checkout first on the path, another augctl installed
+import augctl
+
+if __name__ == "__main__":
+    assert augctl.__version__ == "9.9.9", augctl.__file__
+    augctl.expand(sys.argv[2], sys.argv[3], sys.argv[4], workers=2)
+"""
+
+
+def test_workers_run_the_callers_augctl_not_the_one_installed(tmp_path: Path) -> None:
+    # The fork server imports modules from a fresh interpreter's sys.path; the workers must
+    # still run the augctl the caller imported (its rows record the worker's version).
+    alt = tmp_path / "alt"
+    shutil.copytree(REPO / "augctl", alt / "augctl", ignore=shutil.ignore_patterns("__pycache__"))
+    init = alt / "augctl" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.9.9"  # ', 1))
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    out = tmp_path / "out"
+    proc = run_script(tmp_path, OTHER_AUGCTL, alt, src, out, tmp_path / "r.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert {r["augctl_version"] for r in read_manifest(out)} == {"9.9.9"}
+
+
+# Loaded by every Python process with this PYTHONPATH: in the fork server, every worker it
+# forks waits a second before it starts, so the test can kill the server meanwhile.
+SLOW_START = """
+import os, sys, time
+if "multiprocessing.forkserver" in " ".join(sys.orig_argv):
+    os.register_at_fork(after_in_child=lambda: time.sleep(1.0))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+@pytest.mark.parametrize("when", ["as it starts", "as its workers start"])
+def test_a_killed_fork_server_is_replaced_and_blames_nothing(tmp_path: Path, when: str) -> None:
+    src = make_tree(tmp_path / "in", {"a": 6, "b": 6})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_START)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = augctl_cmd("expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server = None
+        deadline = time.monotonic() + 60
+        while server is None and time.monotonic() < deadline and proc.poll() is None:
+            for child in _children(proc.pid):
+                if b"forkserver" in _cmdline(child) and (
+                    when == "as it starts" or _children(child)
+                ):
+                    server = child  # importing its preload, or its first workers wait
+            time.sleep(0.002)
+        assert server is not None, "no fork server with workers was seen"
+        os.kill(server, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert read_manifest(tmp_path / "out", "errors.csv") == []
+    clean = subprocess.run(
+        augctl_cmd("expand", "-r", recipe, src, tmp_path / "clean", "-q"), capture_output=True
+    )
+    assert clean.returncode == 0
+    assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
+
+
+PRELOADS = """
+import multiprocessing
+from multiprocessing import forkserver
+from augctl.pool import pool_context
+
+multiprocessing.set_forkserver_preload(["__main__", "json"])
+pool_context("opencv")
+print(forkserver._forkserver._preload_modules)
+"""
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+def test_a_callers_own_fork_server_preload_is_kept(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, PRELOADS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(["__main__", "json", *pool.PRELOAD, "cv2"])
