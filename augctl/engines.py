@@ -112,7 +112,8 @@ def run_dask(
     todo = list(tasks)
     if not todo:
         return
-    # Our LocalCluster's workers are spawned (and re-spawned after a crash) like the pool's.
+    # Our LocalCluster's workers are spawned (and re-spawned after a crash); like the pool's,
+    # they re-import the caller's main script.
     with _unimportable_main_hidden():
         yield from _run_on_cluster(
             distributed, job, todo, workers, scheduler, scheduler_file, batch_size

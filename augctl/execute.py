@@ -399,10 +399,10 @@ def default_workers() -> int:
 
 @contextlib.contextmanager
 def _unimportable_main_hidden() -> Iterator[None]:
-    """Let spawned workers start when the caller's script can't be re-imported.
+    """Let workers start when the caller's script can't be re-imported.
 
-    Spawn re-runs the parent's main script in each worker; one read from stdin or
-    `python -c` has no file to re-run, so every worker would die at start.
+    Spawn and the fork server re-run the parent's main script in each worker; one read
+    from stdin or `python -c` has no file to re-run, so every worker would die at start.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)

@@ -45,7 +45,7 @@ import augctl
 if TYPE_CHECKING:
     from sklearn.svm import SVC
 
-# scikit-learn is imported where it is used: augctl's spawned workers re-import this
+# scikit-learn is imported where it is used: augctl's workers re-import this
 # script as their main module, and importing it there would cost a second per worker.
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
