@@ -312,7 +312,7 @@ def expand(
     if executor == "local" and not dry_run:
         from .pool import start_server
 
-        start_server()  # the workers' fork server imports augctl while this process plans
+        start_server()  # the workers' fork server imports numpy and Pillow while this one does
     from .api import describe_plan
     from .api import expand as expand_
 

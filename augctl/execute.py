@@ -27,7 +27,7 @@ from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
-from .pool import pool_context
+from .pool import start_server
 from .recipe import Recipe
 
 # A source whose task was running when a worker died this many times is given up on.
@@ -429,13 +429,14 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
 
 
 def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
-    ctx = pool_context(job.recipe.resampler)
     todo = iter(tasks)
     again: list[Task] = []  # not finished when the pool broke, through no fault of theirs
     suspects: list[Task] = []  # in flight when a worker died: retried alone
     deaths: dict[str, int] = {}
     killed_starts = 0
     while True:
+        # (Re)started here, not on demand by multiprocessing: see start_server.
+        ctx = start_server(job.recipe.resampler)
         # Suspects run one at a time in a pool of one, so a death is theirs alone.
         alone = bool(suspects)
         size, window = (1, 1) if alone else (workers, max(2, workers * 4))

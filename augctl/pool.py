@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import signal
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
 # workers use and the image plugins Pillow loads on its first open. Not augctl itself:
@@ -46,11 +47,24 @@ def pool_context(resampler: str = "pillow") -> multiprocessing.context.BaseConte
     return ctx
 
 
-def start_server() -> None:
-    """Start the fork server now, so it imports augctl while the caller does other work
-    (the CLI loads the recipe and plans meanwhile). A no-op where workers are spawned or
-    the server already runs."""
-    if pool_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+def start_server(resampler: str = "pillow") -> multiprocessing.context.BaseContext:
+    """The pool's context (`pool_context`), its fork server started now if it isn't running.
 
-        forkserver.ensure_running()
+    The CLI calls it first thing, so the server imports numpy and Pillow while the CLI does
+    too and plans. The server is started with SIGINT blocked, and keeps it so: Ctrl-C is
+    the parent's to handle, and a server interrupted in its imports would print a traceback.
+    """
+    ctx = pool_context(resampler)
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver, resource_tracker
+
+        # The server's start starts the resource tracker first, which unblocks SIGINT as it
+        # starts; started beforehand, it leaves the mask alone.
+        resource_tracker.ensure_running()
+        # Blocked in this thread for the fork only: a Ctrl-C meanwhile arrives right after.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return ctx

@@ -309,15 +309,15 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
         "import augctl.pool as pool\n"
         "calls = []\n"
         "real = pool.start_server\n"
-        "def spy():\n"
+        "def spy(*args):\n"
         "    calls.append(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL'}))\n"
-        "    real()\n"
+        "    return real(*args)\n"
         "pool.start_server = spy\n"
         "from augctl.cli import main\n"
         "try:\n"
         "    main(sys.argv[1:])\n"
         "except SystemExit as exc:\n"
-        "    print(calls, exc.code, file=sys.stderr)\n"
+        "    print(calls[0], exc.code, file=sys.stderr)\n"
     )
     recipe = tmp_path / "r.yaml"
     recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip: {p: 0.5}\n")
@@ -325,7 +325,7 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-    assert proc.stderr.strip().splitlines()[-1] == "[[]] 0", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[] 0", proc.stderr
     assert len(read_manifest(tmp_path / "out")) == 14
 
 

@@ -165,3 +165,32 @@ def test_a_callers_own_fork_server_preload_is_kept(tmp_path: Path) -> None:
     proc = run_script(tmp_path, PRELOADS)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(["__main__", "json", *pool.PRELOAD, "cv2"])
+
+
+SERVER_SIGNALS = """
+import os
+from augctl.pool import start_server
+
+start_server()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            server = parent == os.getpid() and b"forkserver" in f.read()
+    except OSError:
+        continue
+    if server:
+        with open(f"/proc/{pid}/status") as f:
+            masks = dict(line.split(":\t") for line in f if line.startswith(("SigBlk", "SigIgn")))
+        print(int(masks["SigBlk"], 16) | int(masks["SigIgn"], 16))
+"""
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+def test_the_fork_server_never_takes_ctrl_c(tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole process group: a server interrupted while it imports numpy
+    # would print a traceback beside augctl's own one-line message.
+    proc = run_script(tmp_path, SERVER_SIGNALS)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) & (1 << (signal.SIGINT - 1))
