@@ -27,7 +27,7 @@ from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
-from .pool import start_server
+from .pool import start_server, stop_server
 from .recipe import Recipe
 
 # A source whose task was running when a worker died this many times is given up on.
@@ -506,6 +506,9 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     "times in a row (out of memory?)"
                 )
             (suspects if alone else again)[:0] = lost
+            # The fork server may be the cause: killed, or ended by a start whose client
+            # failed mid-request (Python's server exits on that). The next pool gets a new one.
+            stop_server()
             continue
         killed_starts = 0
         for task in lost:
