@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -27,7 +28,7 @@ from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
-from .pool import start_server, stop_server
+from .pool import start_server
 from .recipe import Recipe
 
 # A source whose task was running when a worker died this many times is given up on.
@@ -355,8 +356,10 @@ NOT_STARTED = (
     'Python script, call augctl.expand under `if __name__ == "__main__":`: each worker '
     "re-imports the script, as multiprocessing's spawn and forkserver do"
 )
-# Pools in a row whose workers were all killed (by a signal) before they started.
+# Pools in a row whose workers were all killed (by a signal) before they started, and the
+# pause (seconds, times the count) before the next try.
 MAX_KILLED_STARTS = 3
+KILLED_START_PAUSE = 0.25
 
 
 def _init_worker(job: Job, started: Any, umask: int) -> None:
@@ -459,12 +462,15 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     try:
                         running[pool.submit(_run_in_worker, task)] = task
                     # A worker died since the last wait; or the fork server died as a worker
-                    # was being started (EOFError, OSError): a killed start, as below.
-                    except (cf.process.BrokenProcessPool, EOFError, OSError):
+                    # was being started: a killed start, as below.
+                    except (cf.process.BrokenProcessPool, EOFError, OSError) as exc:
+                        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:
+                            raise EngineError(f"cannot start a worker process: {exc}") from None
                         (suspects if queue is suspects else again).insert(0, task)
                         crashed = True
                         break
-                    procs.update(pool._processes or {})
+                    finally:  # a worker started, even if Ctrl-C came as it did, is stopped
+                        procs.update(pool._processes or {})
                 if crashed:
                     break
                 if not running:
@@ -506,9 +512,11 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     "times in a row (out of memory?)"
                 )
             (suspects if alone else again)[:0] = lost
-            # The fork server may be the cause: killed, or ended by a start whose client
-            # failed mid-request (Python's server exits on that). The next pool gets a new one.
-            stop_server()
+            # The fork server may be the cause: killed, or ending after a start that failed
+            # mid-request (Python's server exits then). Once it is gone, the next pool's
+            # start_server starts a new one; one still there is left alone (it may serve
+            # the caller's own processes too).
+            time.sleep(KILLED_START_PAUSE * killed_starts)
             continue
         killed_starts = 0
         for task in lost:
@@ -519,6 +527,12 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                 )
             else:
                 suspects.append(task)
+
+
+# A worker's start that fails with these is the caller's to see; any other failure (the
+# fork server gone or going, the broken pool's pipes closed as they were being sent) is
+# a killed start, tried again.
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN)
 
 
 def _stop(procs: Iterable[Any], timeout: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.context
 import signal
@@ -16,11 +15,20 @@ PRELOAD = (
     "numpy",
     "yaml",
     "PIL.Image",
+    "PIL.ImageEnhance",
+    "PIL.ImageFilter",
+    "PIL.ImageOps",
+    "PIL.ImageStat",
     "PIL.BmpImagePlugin",
     "PIL.GifImagePlugin",
     "PIL.JpegImagePlugin",
     "PIL.PngImagePlugin",
     "PIL.PpmImagePlugin",
+    "concurrent.futures",
+    "dataclasses",
+    "hashlib",
+    "json",
+    "unicodedata",
 )
 
 
@@ -69,13 +77,3 @@ def start_server(resampler: str = "pillow") -> multiprocessing.context.BaseConte
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return ctx
-
-
-def stop_server() -> None:
-    """Stop this process's fork server, if one runs, and wait until it has exited."""
-    from multiprocessing import forkserver
-
-    stop = getattr(forkserver._forkserver, "_stop", None)  # private; Python 3.8 and later
-    if stop is not None:
-        with contextlib.suppress(OSError):  # already gone (and reaped)
-            stop()

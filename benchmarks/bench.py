@@ -114,6 +114,16 @@ def pool_context(preload: Sequence[str]) -> Any:
     return ctx
 
 
+def stop_fork_server() -> None:
+    """Stop this process's fork server, if any, and reap it: only then do the workers it
+    forked count in getrusage(RUSAGE_CHILDREN)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)  # private; Python 3.8+
+    if stop is not None:
+        stop()
+
+
 def pool_run(
     task: Callable[[str, str, int], int],
     corpus: Path,
@@ -172,11 +182,7 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
             task, Path(corpus), Path(out), workers, recipe.variants, PRELOAD.get(kind, ())
         )
     seconds = time.perf_counter() - started
-    # Only once the fork server has been stopped (and reaped) do its workers count in
-    # getrusage(RUSAGE_CHILDREN).
-    from augctl.pool import stop_server
-
-    stop_server()
+    stop_fork_server()
     after = resource.getrusage(resource.RUSAGE_SELF)
     shutil.rmtree(out, ignore_errors=True)
     pool = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, all ended

@@ -154,7 +154,7 @@ import multiprocessing
 from multiprocessing import forkserver
 from augctl.pool import pool_context
 
-multiprocessing.set_forkserver_preload(["__main__", "json"])
+multiprocessing.set_forkserver_preload(["__main__", "csv"])
 pool_context("opencv")
 print(forkserver._forkserver._preload_modules)
 """
@@ -164,7 +164,7 @@ print(forkserver._forkserver._preload_modules)
 def test_a_callers_own_fork_server_preload_is_kept(tmp_path: Path) -> None:
     proc = run_script(tmp_path, PRELOADS)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(["__main__", "json", *pool.PRELOAD, "cv2"])
+    assert proc.stdout.strip() == str(["__main__", "csv", *pool.PRELOAD, "cv2"])
 
 
 SERVER_SIGNALS = """
