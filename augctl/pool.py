@@ -1,4 +1,5 @@
-"""The local pool's start method: a fork server that imports augctl once (light: no numpy)."""
+"""The local pool's start method: a fork server that imports numpy and Pillow once (this
+module imports neither, so the CLI can start the server before it imports them itself)."""
 
 from __future__ import annotations
 
