@@ -159,7 +159,7 @@ def pool_run(
 
 
 TASKS: dict[str, Callable[[str, str, int], int]] = {"floor": _floor_task}
-# What each kind's fork server imports, as augctl's imports augctl and Pillow's plugins.
+# What each kind's fork server imports, as augctl's imports numpy and Pillow's plugins.
 PRELOAD: dict[str, tuple[str, ...]] = {"floor": ("PIL.Image", "PIL.JpegImagePlugin")}
 
 

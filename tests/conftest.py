@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +85,44 @@ def output_files(out: Path) -> dict[str, bytes]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def env_with_site(site: Path) -> dict[str, str]:
+    """This environment with `site` first on PYTHONPATH: its sitecustomize.py then runs in
+    every Python process started with it, the pool's fork server and workers included."""
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone (ESRCH while reading: gone meanwhile)
+        return None
+
+
+def proc_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (Linux /proc)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def proc_parent(pid: int) -> int | None:
+    stat = _stat(pid)
+    return None if stat is None else int(stat[1])
+
+
+def proc_children(pid: int) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and proc_parent(int(e)) == pid]
+
+
+def wait_until(predicate: Callable[[], object], seconds: float) -> bool:
+    """Poll `predicate` until it is true or `seconds` pass; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())

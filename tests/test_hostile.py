@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import augctl_cmd, make_tree, output_files, read_manifest
+from conftest import (
+    augctl_cmd,
+    make_tree,
+    output_files,
+    proc_alive,
+    proc_children,
+    read_manifest,
+)
 from PIL import Image
 
 from augctl import manifest
@@ -167,25 +174,11 @@ def test_overrides_are_bounded_and_destructive_flags_ignore_the_environment(
     assert result.exit_code == 2 and "holds a run of a different recipe" in result.stderr
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry))
-    return kids
-
-
-def _alive(pid: int) -> bool:
+def _python(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return "python" in Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return False
-    return state != "Z"
 
 
 def _slow_job(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -206,14 +199,16 @@ def test_workers_leave_when_the_parent_is_killed_alone(tmp_path: Path) -> None:
     workers: list[int] = []
     while time.monotonic() < deadline and not list(out.glob("*/*.png")):
         time.sleep(0.05)
-    workers = [p for p in _children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
+    # The pool's processes: a fork server's workers are its children, not the parent's.
+    kids = proc_children(proc.pid)
+    workers = [p for p in kids + [g for k in kids for g in proc_children(k)] if _python(p)]
     assert workers, "no worker processes found"
     os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer would
     proc.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+    while time.monotonic() < deadline and any(proc_alive(p) for p in workers):
         time.sleep(0.2)
-    assert not any(_alive(p) for p in workers), "workers outlived their parent"
+    assert not any(proc_alive(p) for p in workers), "workers outlived their parent"
 
 
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:

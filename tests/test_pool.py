@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, augctl_cmd, make_tree, output_files, read_manifest
+from conftest import (
+    REPO,
+    augctl_cmd,
+    env_with_site,
+    make_tree,
+    output_files,
+    proc_children,
+    read_manifest,
+)
 
 from augctl import pool
 
@@ -90,18 +98,6 @@ if "multiprocessing.forkserver" in " ".join(sys.orig_argv):
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -119,19 +115,17 @@ def test_a_killed_fork_server_is_replaced_and_blames_nothing(tmp_path: Path, whe
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SLOW_START)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-    }
     cmd = augctl_cmd("expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env_with_site(site), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         server = None
         deadline = time.monotonic() + 60
         while server is None and time.monotonic() < deadline and proc.poll() is None:
-            for child in _children(proc.pid):
+            for child in proc_children(proc.pid):
                 if b"forkserver" in _cmdline(child) and (
-                    when == "as it starts" or _children(child)
+                    when == "as it starts" or proc_children(child)
                 ):
                     server = child  # importing its preload, or its first workers wait
             time.sleep(0.002)

@@ -6,11 +6,19 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from conftest import augctl_cmd, make_tree, output_files, read_manifest
+from conftest import (
+    augctl_cmd,
+    env_with_site,
+    make_tree,
+    output_files,
+    proc_alive,
+    proc_parent,
+    read_manifest,
+    wait_until,
+)
 
 from augctl import pool
 
@@ -39,9 +47,7 @@ PIL.Image.open = open_or_die
 
 
 def run(src: Path, out: Path, recipe: Path, site: Path | None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env = dict(os.environ) if site is None else env_with_site(site)
     cmd = augctl_cmd("expand", "-r", recipe, src, out, "-j2", "-q")
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
@@ -118,32 +124,6 @@ def test_worker_killed_as_it_starts_is_replaced_and_blames_nothing(tmp_path: Pat
     assert output_files(tmp_path / "out") == output_files(tmp_path / "clean")
 
 
-def _running(pid: int) -> bool:
-    """Whether a process exists and is not a zombie (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # gone (ESRCH while reading: gone meanwhile)
-        return False
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
-
-
-def _wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 # Loaded by every Python process with this PYTHONPATH: a pool worker notes its pid and then
 # hangs in its first decode, so the test can kill the parent while the workers are busy.
 HANG_IN_WORKER = """
@@ -170,21 +150,18 @@ def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
     (site / "sitecustomize.py").write_text(HANG_IN_WORKER.format(pids=str(pids)))
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-    }
+    env = env_with_site(site)
     cmd = augctl_cmd("expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q")
     parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_until(lambda: len(list(pids.iterdir())) == 2, 60), "workers never started"
+        assert wait_until(lambda: len(list(pids.iterdir())) == 2, 60), "workers never started"
         workers = [int(p.name) for p in pids.iterdir()]
         # A fork server, where the pool has one, is the workers' parent and must go too.
-        others = {_parent_of(pid) for pid in workers} - {parent.pid, None}
+        others = {proc_parent(pid) for pid in workers} - {parent.pid, None}
     finally:
         parent.kill()
         parent.wait()
-    assert _wait_until(lambda: not any(map(_running, [*workers, *others])), 15)
+    assert wait_until(lambda: not any(map(proc_alive, [*workers, *others])), 15)
 
 
 PARENT_GONE = """
@@ -228,8 +205,8 @@ def test_worker_whose_parent_is_already_gone_leaves(tmp_path: Path, method: str)
     )
     assert proc.returncode == 0, proc.stderr
     # The worker writes its pid, then runs _init_worker: from there it must leave on its own.
-    assert _wait_until(pid_file.exists, 30), "the worker never started"
-    assert _wait_until(lambda: not _running(int(pid_file.read_text())), 20)
+    assert wait_until(pid_file.exists, 30), "the worker never started"
+    assert wait_until(lambda: not proc_alive(int(pid_file.read_text())), 20)
 
 
 SLOW_CONSUMER = """
@@ -251,10 +228,7 @@ def test_a_pool_broken_while_the_parent_is_busy_is_rebuilt(tmp_path: Path) -> No
     src, site, recipe = setup(tmp_path, once=False)
     script = tmp_path / "slow.py"
     script.write_text(SLOW_CONSUMER)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-    }
+    env = env_with_site(site)
     cmd = [sys.executable, str(script), str(src), str(tmp_path / "out"), str(recipe)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
