@@ -310,8 +310,9 @@ def expand(
     Re-running the same command continues an interrupted run.
     """
     if executor == "local" and not dry_run:
-        from .pool import start_server
+        from .pool import limit_threads, start_server
 
+        limit_threads()
         start_server()  # the workers' fork server imports numpy and Pillow while this one does
     from .api import describe_plan
     from .api import expand as expand_

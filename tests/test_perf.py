@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -303,14 +304,16 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
     tree: Path, tmp_path: Path
 ) -> None:
     # The workers' fork server imports augctl while the CLI imports it too and plans: it
-    # must be started before this process's own heavy imports, or nothing overlaps.
+    # must be started before this process's own heavy imports, or nothing overlaps. Both
+    # import numpy with its thread pool limited to one thread (see augctl.pool).
     code = (
-        "import sys\n"
+        "import os, sys\n"
         "import augctl.pool as pool\n"
         "calls = []\n"
         "real = pool.start_server\n"
         "def spy(*args):\n"
-        "    calls.append(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL'}))\n"
+        "    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL'})\n"
+        "    calls.append((heavy, os.environ.get('OPENBLAS_NUM_THREADS')))\n"
         "    return real(*args)\n"
         "pool.start_server = spy\n"
         "from augctl.cli import main\n"
@@ -322,10 +325,16 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
     recipe = tmp_path / "r.yaml"
     recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip: {p: 0.5}\n")
     args = ["expand", "-q", "-j1", "-r", str(recipe), str(tree), str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
     )
-    assert proc.stderr.strip().splitlines()[-1] == "[] 0", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "([], '1') 0", proc.stderr
     assert len(read_manifest(tmp_path / "out")) == 14
 
 
