@@ -300,12 +300,21 @@ def test_help_imports_no_numpy_pil_or_tqdm() -> None:
     assert proc.stderr.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("resampler", "recipe_arg", "preload"),
+    [
+        ("pillow", "file", "pillow"),
+        ("opencv", "file", "opencv"),
+        ("opencv", "stdin", "pillow"),  # never read ahead of the recipe's own reading
+    ],
+)
 def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
-    tree: Path, tmp_path: Path
+    tree: Path, tmp_path: Path, resampler: str, recipe_arg: str, preload: str
 ) -> None:
     # The workers' fork server imports augctl while the CLI imports it too and plans: it
     # must be started before this process's own heavy imports, or nothing overlaps. Both
-    # import numpy with its thread pool limited to one thread (see augctl.pool).
+    # import numpy with its thread pool limited to one thread (see augctl.pool), and the
+    # server preloads OpenCV for a recipe file that names it.
     code = (
         "import os, sys\n"
         "import augctl.pool as pool\n"
@@ -313,7 +322,7 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
         "real = pool.start_server\n"
         "def spy(*args):\n"
         "    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL'})\n"
-        "    calls.append((heavy, os.environ.get('OPENBLAS_NUM_THREADS')))\n"
+        "    calls.append((heavy, os.environ.get('OPENBLAS_NUM_THREADS'), *args))\n"
         "    return real(*args)\n"
         "pool.start_server = spy\n"
         "from augctl.cli import main\n"
@@ -322,20 +331,26 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
         "except SystemExit as exc:\n"
         "    print(calls[0], exc.code, file=sys.stderr)\n"
     )
+    text = f"version: 1\nvariants: 2\nresampler: {resampler}\npipeline:\n  - rotate: {{}}\n"
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip: {p: 0.5}\n")
-    args = ["expand", "-q", "-j1", "-r", str(recipe), str(tree), str(tmp_path / "out")]
+    recipe.write_text(text)
+    source = str(recipe) if recipe_arg == "file" else "-"
+    args = ["expand", "-q", "-j1", "-r", source, str(tree), str(tmp_path / "out")]
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
+        input=text,
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=120,
         env=env,
     )
-    assert proc.stderr.strip().splitlines()[-1] == "([], '1') 0", proc.stderr
-    assert len(read_manifest(tmp_path / "out")) == 14
+    assert proc.stderr.strip().splitlines()[-1] == f"([], '1', '{preload}') 0", proc.stderr
+    rows = read_manifest(tmp_path / "out")
+    assert len(rows) == 14
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["recipe"].get("resampler", "pillow") == resampler
 
 
 def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
