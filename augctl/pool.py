@@ -37,7 +37,7 @@ PRELOAD = (
 
 # The numeric libraries' own thread pools get one thread in the server and its workers: the
 # pool is the parallelism. (numpy's OpenBLAS otherwise starts a thread per core as the server
-# imports numpy, which spins for about 0.07 s of CPU doing nothing.) A value set is kept.
+# imports numpy, which spins for about 0.1 s of CPU doing nothing.) A value set is kept.
 THREAD_LIMITS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
