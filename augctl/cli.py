@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -331,7 +332,8 @@ def expand(
 
         limit_threads()
         # The workers' fork server imports numpy and Pillow while this process does too.
-        start_server(_resampler_hint(recipe))
+        with contextlib.suppress(OSError):  # the pool's own start reports it
+            start_server(_resampler_hint(recipe))
     from .api import describe_plan
     from .api import expand as expand_
 

@@ -427,8 +427,34 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     flight are retried one at a time; one that kills its worker again is reported as
     an error instead of ending the run.
     """
+    _check_open_file_limit(workers)
     with _unimportable_main_hidden():
         yield from _run_pool(job, tasks, workers)
+
+
+# Files a pool opens beyond those already open: measured 12 + 2 per worker (pools of 1-8 on
+# Linux); asked for with a margin.
+POOL_FILES = 16
+FILES_PER_WORKER = 4
+
+
+def _check_open_file_limit(workers: int) -> None:
+    """Refuse, before it starts, a pool the open-file limit (ulimit -n) can't hold: Python's
+    pool and fork server, out of descriptors while a worker starts, leak some and print
+    tracebacks. Where open files can't be counted (no /proc), nothing is checked."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        in_use = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError):
+        return
+    need = in_use + POOL_FILES + FILES_PER_WORKER * workers
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise EngineError(
+            f"the open-file limit (ulimit -n) is {soft}, with {in_use} files open: "
+            f"{workers} worker(s) need about {need}; raise it, or use fewer workers"
+        )
 
 
 def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
@@ -438,17 +464,21 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     deaths: dict[str, int] = {}
     killed_starts = 0
     while True:
-        # (Re)started here, not on demand by multiprocessing: see start_server.
-        ctx = start_server(job.recipe.resampler)
         # Suspects run one at a time in a pool of one, so a death is theirs alone.
         alone = bool(suspects)
         size, window = (1, 1) if alone else (workers, max(2, workers * 4))
-        # Set by the first worker that starts: a pool that breaks before it is set failed
-        # to start at all (a caller's unguarded script, a worker killed as it started).
-        started = ctx.Event()
-        pool = cf.ProcessPoolExecutor(
-            size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, _umask())
-        )
+        try:
+            # (Re)started here, not on demand by multiprocessing: see start_server.
+            ctx = start_server(job.recipe.resampler)
+            # Set by the first worker that starts: a pool that breaks before it is set
+            # failed to start at all (a caller's unguarded script, a worker killed as it
+            # started).
+            started = ctx.Event()
+            pool = cf.ProcessPoolExecutor(
+                size, mp_context=ctx, initializer=_init_worker, initargs=(job, started, _umask())
+            )
+        except OSError as exc:  # out of descriptors, no /dev/shm for its locks
+            raise EngineError(f"cannot start the worker pool: {exc}") from None
         running: dict[cf.Future, Task] = {}
         procs: dict[int, Any] = {}  # kept here: a broken pool may forget its processes
         finished = crashed = ended = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import signal
 import struct
 import subprocess
@@ -312,3 +313,29 @@ def test_library_warnings_about_a_source_stay_off_the_terminal(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert len(read_manifest(tmp_path / "out")) == 3 * 2
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="open files are counted in /proc")
+def test_a_low_open_file_limit_is_a_message_not_a_traceback(tmp_path: Path, recipe: Path) -> None:
+    # Python's pool and fork server, out of descriptors while a worker starts, print
+    # tracebacks (the server's own, beside augctl's message) and leak pipes. A limit too low
+    # for the pool is refused before it starts; once it holds the pool, the run completes.
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
+    done = None
+    for limit in range(8, 80, 3):
+        out = tmp_path / f"out{limit}"
+        cmd = shlex.join(augctl_cmd("expand", "-q", "-j2", "-r", recipe, src, out))
+        proc = subprocess.run(
+            ["sh", "-c", f"ulimit -n {limit} && exec {cmd}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr, (limit, proc.stderr)
+        if proc.returncode == 0:
+            done = out
+            break
+        assert proc.returncode == 1, (limit, proc.stderr)
+        assert proc.stderr.startswith("augctl: error:"), (limit, proc.stderr)
+    assert done is not None
+    assert len(read_manifest(done)) == 10
