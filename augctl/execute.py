@@ -432,10 +432,10 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
         yield from _run_pool(job, tasks, workers)
 
 
-# Files a pool opens beyond those already open: measured 12 + 2 per worker (pools of 1-8 on
-# Linux); asked for with a margin.
+# Files a pool opens beyond those already open: measured 12 + 2 per worker (pools of 1-20
+# on Linux, the fork server not yet started); the fixed part asked for with a margin.
 POOL_FILES = 16
-FILES_PER_WORKER = 4
+FILES_PER_WORKER = 2
 
 
 def _check_open_file_limit(workers: int) -> None:
