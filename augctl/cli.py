@@ -217,7 +217,8 @@ def main() -> None:
 def _resampler_hint(recipe: str) -> str:
     """The resampler a recipe file names, found by a pattern before any import, for the fork
     server to preload OpenCV. Only speed depends on it (a worker imports what its server
-    didn't): a recipe this misreads, or one that is not a regular file (stdin, a pipe,
+    didn't; a server preloading OpenCV for nothing costs its import): a recipe the pattern
+    misreads (flow style, a quoted key), or one that is not a regular file (stdin, a pipe,
     which a read here would consume), gets Pillow's preload."""
     try:
         if recipe == "-" or not stat.S_ISREG(os.stat(recipe).st_mode):

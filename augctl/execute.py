@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -427,9 +428,14 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     flight are retried one at a time; one that kills its worker again is reported as
     an error instead of ending the run.
     """
-    _check_open_file_limit(workers)
+    todo = iter(tasks)
+    # A pool starts its workers as tasks come, so no more of them than there are tasks.
+    first = list(itertools.islice(todo, workers))
+    if not first:
+        return
+    _check_open_file_limit(len(first))
     with _unimportable_main_hidden():
-        yield from _run_pool(job, tasks, workers)
+        yield from _run_pool(job, itertools.chain(first, todo), workers)
 
 
 # Files a pool opens beyond those already open: measured 12 + 2 per worker (pools of 1-20
@@ -441,13 +447,19 @@ FILES_PER_WORKER = 2
 def _check_open_file_limit(workers: int) -> None:
     """Refuse, before it starts, a pool the open-file limit (ulimit -n) can't hold: Python's
     pool and fork server, out of descriptors while a worker starts, leak some and print
-    tracebacks. Where open files can't be counted (no /proc), nothing is checked."""
+    tracebacks. Where open files can't be counted (no /proc or /dev/fd), nothing is checked."""
     try:
         import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        in_use = len(os.listdir("/proc/self/fd"))
-    except (ImportError, OSError):
+    except ImportError:
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            in_use = len(os.listdir(listing))
+            break
+        except OSError:
+            continue
+    else:
         return
     need = in_use + POOL_FILES + FILES_PER_WORKER * workers
     if soft != resource.RLIM_INFINITY and soft < need:

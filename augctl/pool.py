@@ -3,12 +3,10 @@ module imports neither, so the CLI can start the server before it imports them i
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.context
 import os
 import signal
-from collections.abc import Iterator
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
 # workers use and the image plugins Pillow loads on its first open. Not augctl itself:
@@ -35,30 +33,19 @@ PRELOAD = (
     "unicodedata",
 )
 
-# The numeric libraries' own thread pools get one thread in the server and its workers: the
-# pool is the parallelism. (numpy's OpenBLAS otherwise starts a thread per core as the server
-# imports numpy, which spins for about 0.1 s of CPU doing nothing.) A value set is kept.
+# The numeric libraries' own thread pools, limited to one thread by `augctl expand` for
+# itself, and so for its fork server and workers: the pool is the parallelism. (numpy's
+# OpenBLAS otherwise starts a thread per core as the server imports numpy, which spins for
+# about 0.1 s of CPU doing nothing.) A library caller's environment is its own: the server
+# of `augctl.expand` starts with it as it is, and it serves the caller's other pools too.
 THREAD_LIMITS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def limit_threads() -> None:
-    """Set THREAD_LIMITS to one thread where unset, for this process and what it starts
-    (the CLI, whose own numpy does no linear algebra, calls it before importing numpy)."""
+    """Set THREAD_LIMITS to one thread where unset, for this process and all it starts (the
+    CLI calls it before it imports numpy, whose linear algebra it never uses)."""
     for name in THREAD_LIMITS:
         os.environ.setdefault(name, "1")
-
-
-@contextlib.contextmanager
-def _threads_limited() -> Iterator[None]:
-    """THREAD_LIMITS set (where unset) only while a process is started; the caller's
-    environment is as it was afterwards."""
-    added = [name for name in THREAD_LIMITS if name not in os.environ]
-    limit_threads()
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def pool_context(resampler: str = "pillow") -> multiprocessing.context.BaseContext:
@@ -89,8 +76,7 @@ def start_server(resampler: str = "pillow") -> multiprocessing.context.BaseConte
     """The pool's context (`pool_context`), its fork server started now if it isn't running.
 
     The CLI calls it first thing, so the server imports numpy and Pillow while the CLI does
-    too and plans. The server and its workers run numeric libraries with one thread
-    (THREAD_LIMITS). The server is started with SIGINT blocked, and keeps it so: Ctrl-C is
+    too and plans. The server is started with SIGINT blocked, and keeps it so: Ctrl-C is
     the parent's to handle, and a server interrupted in its imports would print a traceback.
     """
     ctx = pool_context(resampler)
@@ -103,8 +89,7 @@ def start_server(resampler: str = "pillow") -> multiprocessing.context.BaseConte
         # Blocked in this thread for the fork only: a Ctrl-C meanwhile arrives right after.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            with _threads_limited():
-                forkserver.ensure_running()
+            forkserver.ensure_running()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return ctx

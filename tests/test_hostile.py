@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shlex
 import signal
@@ -25,8 +26,10 @@ from conftest import (
 )
 from PIL import Image
 
-from augctl import manifest
+import augctl
+from augctl import execute, manifest
 from augctl.cli import main
+from augctl.errors import EngineError
 from augctl.ops import REGISTRY
 
 RECIPE = "version: 1\nseed: 4\nvariants: 2\npipeline:\n  - rotate: {degrees: [-15, 15]}\n  - hflip: {p: 0.5}\n"
@@ -322,7 +325,7 @@ def test_a_low_open_file_limit_is_a_message_not_a_traceback(tmp_path: Path, reci
     # for the pool is refused before it starts; once it holds the pool, the run completes.
     src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
     done = None
-    for limit in range(8, 80, 3):
+    for limit in range(11, 80, 3):  # from where Python itself starts
         out = tmp_path / f"out{limit}"
         cmd = shlex.join(augctl_cmd("expand", "-q", "-j2", "-r", recipe, src, out))
         proc = subprocess.run(
@@ -339,3 +342,42 @@ def test_a_low_open_file_limit_is_a_message_not_a_traceback(tmp_path: Path, reci
         assert proc.stderr.startswith("augctl: error:"), (limit, proc.stderr)
     assert done is not None
     assert len(read_manifest(done)) == 10
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="open files are counted in /proc")
+def test_the_open_file_check_counts_the_workers_a_run_can_use(tmp_path: Path, recipe: Path) -> None:
+    # A pool starts no more workers than it has tasks: 64 asked for on 5 images fit in 40
+    # descriptors, and a finished run done again starts none.
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
+    out = tmp_path / "out"
+    cmd = shlex.join(augctl_cmd("expand", "-q", "-j64", "-r", recipe, src, out))
+    for _ in range(2):
+        proc = subprocess.run(
+            ["sh", "-c", f"ulimit -n 40 && exec {cmd}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert len(read_manifest(out)) == 10
+    proc = subprocess.run(
+        ["sh", "-c", f"ulimit -n 14 && exec {cmd} --json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["already_done"] == 10
+
+
+def test_a_pool_that_cannot_start_is_an_engine_error(
+    tmp_path: Path, recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No /dev/shm for the pool's locks (some containers, AWS Lambda), or no descriptors left.
+    def no_pool(resampler: str = "pillow") -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(execute, "start_server", no_pool)
+    src = make_tree(tmp_path / "in", {"a": 2})
+    with pytest.raises(EngineError, match="cannot start the worker pool: .*not implemented"):
+        augctl.expand(src, tmp_path / "out", recipe, workers=2)

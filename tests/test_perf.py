@@ -305,7 +305,7 @@ def test_help_imports_no_numpy_pil_or_tqdm() -> None:
     [
         ("pillow", "file", "pillow"),
         ("opencv", "file", "opencv"),
-        ("opencv", "stdin", "pillow"),  # never read ahead of the recipe's own reading
+        ("opencv", "/dev/stdin", "pillow"),  # a pipe: never read ahead of the recipe's reading
     ],
 )
 def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
@@ -334,7 +334,7 @@ def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
     text = f"version: 1\nvariants: 2\nresampler: {resampler}\npipeline:\n  - rotate: {{}}\n"
     recipe = tmp_path / "r.yaml"
     recipe.write_text(text)
-    source = str(recipe) if recipe_arg == "file" else "-"
+    source = str(recipe) if recipe_arg == "file" else recipe_arg
     args = ["expand", "-q", "-j1", "-r", source, str(tree), str(tmp_path / "out")]
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     proc = subprocess.run(

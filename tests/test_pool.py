@@ -3,7 +3,6 @@ a server that dies is replaced without blaming any image."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,13 +30,11 @@ FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
 RECIPE = "version: 1\nseed: 3\nvariants: 2\npipeline:\n  - rotate: {degrees: [-20, 20]}\n"
 
 
-def run_script(
-    tmp_path: Path, code: str, *args: object, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def run_script(tmp_path: Path, code: str, *args: object) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
     script.write_text(code)
     cmd = [sys.executable, str(script), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
 
 
 UMASKS = """
@@ -191,35 +188,3 @@ def test_the_fork_server_never_takes_ctrl_c(tmp_path: Path) -> None:
     proc = run_script(tmp_path, SERVER_SIGNALS)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) & (1 << (signal.SIGINT - 1))
-
-
-THREAD_ENV = """
-import concurrent.futures as cf
-import json
-import os
-from augctl.pool import THREAD_LIMITS, start_server
-
-if __name__ == "__main__":
-    with cf.ProcessPoolExecutor(1, mp_context=start_server()) as pool:
-        workers = [pool.submit(os.getenv, name).result() for name in THREAD_LIMITS]
-    print(json.dumps({"workers": workers, "caller": [os.getenv(n) for n in THREAD_LIMITS]}))
-"""
-
-
-def _without_thread_limits(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in pool.THREAD_LIMITS}
-    return {**env, **extra}
-
-
-@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
-@pytest.mark.parametrize("callers", [{}, {"OPENBLAS_NUM_THREADS": "3"}])
-def test_workers_get_one_thread_limits_and_the_caller_keeps_its_own(
-    tmp_path: Path, callers: dict[str, str]
-) -> None:
-    # numpy's OpenBLAS starts a thread per core as it loads, which spins for a while; the
-    # server and its workers do no linear algebra, and the pool is the parallelism.
-    proc = run_script(tmp_path, THREAD_ENV, env=_without_thread_limits(**callers))
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(proc.stdout)
-    assert seen["workers"] == [callers.get(n, "1") for n in pool.THREAD_LIMITS]
-    assert seen["caller"] == [callers.get(n) for n in pool.THREAD_LIMITS]
