@@ -318,6 +318,12 @@ def test_library_warnings_about_a_source_stay_off_the_terminal(tmp_path: Path) -
     assert len(read_manifest(tmp_path / "out")) == 3 * 2
 
 
+def with_open_file_limit(limit: int, *args: object) -> subprocess.CompletedProcess:
+    """augctl run by a shell that set `ulimit -n` first."""
+    cmd = f"ulimit -n {limit} && exec {shlex.join(augctl_cmd(*args))}"
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="open files are counted in /proc")
 def test_a_low_open_file_limit_is_a_message_not_a_traceback(tmp_path: Path, recipe: Path) -> None:
     # Python's pool and fork server, out of descriptors while a worker starts, print
@@ -327,13 +333,7 @@ def test_a_low_open_file_limit_is_a_message_not_a_traceback(tmp_path: Path, reci
     done = None
     for limit in range(11, 80, 3):  # from where Python itself starts
         out = tmp_path / f"out{limit}"
-        cmd = shlex.join(augctl_cmd("expand", "-q", "-j2", "-r", recipe, src, out))
-        proc = subprocess.run(
-            ["sh", "-c", f"ulimit -n {limit} && exec {cmd}"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = with_open_file_limit(limit, "expand", "-q", "-j2", "-r", recipe, src, out)
         assert "Traceback" not in proc.stderr, (limit, proc.stderr)
         if proc.returncode == 0:
             done = out
@@ -350,22 +350,12 @@ def test_the_open_file_check_counts_the_workers_a_run_can_use(tmp_path: Path, re
     # descriptors, and a finished run done again starts none.
     src = make_tree(tmp_path / "in", {"a": 3, "b": 2})
     out = tmp_path / "out"
-    cmd = shlex.join(augctl_cmd("expand", "-q", "-j64", "-r", recipe, src, out))
+    args = ("expand", "-q", "-j64", "-r", recipe, src, out)
     for _ in range(2):
-        proc = subprocess.run(
-            ["sh", "-c", f"ulimit -n 40 && exec {cmd}"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = with_open_file_limit(40, *args)
         assert proc.returncode == 0, proc.stderr
         assert len(read_manifest(out)) == 10
-    proc = subprocess.run(
-        ["sh", "-c", f"ulimit -n 14 && exec {cmd} --json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = with_open_file_limit(14, *args, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["already_done"] == 10
 
