@@ -18,7 +18,9 @@ the median of the repeats' own ratios, one run against the floor run of its repe
 Each timed run is its own subprocess, so the peak RSS of its pool workers is
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` there (the fork server is stopped first, so its
 workers count), and their CPU time (user and kernel, printed per source image beside the
-parent's) comes from the same call. Then ``augctl --help`` wall time (median of 7), the
+parent's) comes from the same call; and how long each run took to finish its first source,
+and its rate from then on (the start-up, and the steady state, the ratio of which to the
+floor's a longer run would approach). Then ``augctl --help`` wall time (median of 7), the
 start-up of a pool of one (spawned: bare, importing numpy, importing ``augctl.execute``;
 augctl's own: with its fork server starting, and with it running) and walking + planning
 100,000 generated empty files. ``--quick`` is
@@ -131,8 +133,12 @@ def pool_run(
     workers: int,
     n: int,
     preload: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Run `task(source, dest_stem, n)` over a corpus in augctl's pool shape; returns sources."""
+    """Run `task(source, dest_stem, n)` over a corpus in augctl's pool shape; returns sources.
+
+    `progress(done, total)` is called as each source finishes, as `augctl.expand` calls it.
+    """
     jobs = []
     for cls in sorted(p for p in corpus.iterdir() if p.is_dir()):
         (out / cls.name).mkdir(parents=True, exist_ok=True)
@@ -156,6 +162,8 @@ def pool_run(
             for future in finished:
                 future.result()
                 done += 1
+                if progress:
+                    progress(done, len(jobs))
 
 
 TASKS: dict[str, Callable[[str, str, int], int]] = {"floor": _floor_task}
@@ -172,14 +180,25 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
     if kind == "augctl+opencv":
         recipe = recipe.replace(resampler="opencv")
     shutil.rmtree(out, ignore_errors=True)
+    finished: list[float] = []  # when each source's outputs were all written
+
+    def progress(done: int, total: int) -> None:
+        finished.append(time.perf_counter())
+
     parent = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if kind.startswith("augctl"):
-        images = augctl.expand(corpus, out, recipe, workers=workers).processed
+        images = augctl.expand(corpus, out, recipe, workers=workers, progress=progress).processed
     else:
         task = TASKS[kind]
         images = pool_run(
-            task, Path(corpus), Path(out), workers, recipe.variants, PRELOAD.get(kind, ())
+            task,
+            Path(corpus),
+            Path(out),
+            workers,
+            recipe.variants,
+            PRELOAD.get(kind, ()),
+            progress,
         )
     seconds = time.perf_counter() - started
     stop_fork_server()
@@ -189,6 +208,11 @@ def _run(kind: str, corpus: str, out: str, workers: int) -> dict[str, Any]:
     return {
         "images": images,
         "seconds": seconds,
+        "first": finished[0] - started,
+        # sources per second from the first finished source to the last
+        "after_first": (len(finished) - 1) / (finished[-1] - finished[0])
+        if len(finished) > 1 and finished[-1] > finished[0]
+        else float("nan"),
         "worker_rss_mb": pool.ru_maxrss / 1024,
         "worker_user": pool.ru_utime,
         "worker_sys": pool.ru_stime,
@@ -349,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["floor", "augctl"] + (["augctl+opencv"] if importlib.util.find_spec("cv2") else [])
     rates: dict[tuple[str, int], dict[str, float]] = {}
     cpu: list[str] = []
+    steady: list[str] = []
     for name in args.only:
         for workers in args.workers:
             runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -378,6 +403,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name}, {workers} worker(s): "
                 + "; ".join(f"{k} {_cpu(v)}" for k, v in runs.items())
             )
+            after = {k: [r["after_first"] for r in v] for k, v in runs.items()}
+            steady.append(
+                f"  {name}, {workers} worker(s): "
+                + "; ".join(
+                    f"{k} {statistics.median(r['first'] for r in v):.2f} s, "
+                    f"{statistics.median(after[k]):.1f} img/s"
+                    + ("" if k == "floor" else f" ({_paired(after[k], after['floor'])})")
+                    for k, v in runs.items()
+                )
+            )
     shutil.rmtree(scratch, ignore_errors=True)
     lines.append("")
     lines.append(
@@ -385,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         "included, and the parent's), less noisy than wall time:"
     )
     lines.extend(cpu)
+    lines.append("")
+    lines.append(
+        "Start-up and steady state (medians): seconds to the first finished source, then "
+        "img/s from it to the last (ratio to the floor's, paired as above):"
+    )
+    lines.extend(steady)
     lines.append("")
     if 1 in args.workers and 2 in args.workers:
         for name in args.only:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -369,6 +370,8 @@ def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
     assert "augctl+opencv" in proc.stdout and "| - | - | - |" not in proc.stdout
     assert "augctl --help:" in proc.stdout and "walk + plan 2,000 files" in proc.stdout
     assert "s importing augctl.execute" in proc.stdout
+    steady = re.search(r"large, 2 worker\(s\): floor [\d.]+ s, ([\d.]+) img/s; augctl", proc.stdout)
+    assert steady and float(steady[1]) > 0, proc.stdout
 
 
 @pytest.mark.parametrize(
