@@ -109,6 +109,15 @@ def proc_alive(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
+def proc_cmdline(pid: int) -> bytes:
+    """A process's command line, NUL-separated; empty if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def proc_parent(pid: int) -> int | None:
     stat = _stat(pid)
     return None if stat is None else int(stat[1])

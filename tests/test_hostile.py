@@ -22,6 +22,7 @@ from conftest import (
     output_files,
     proc_alive,
     proc_children,
+    proc_cmdline,
     read_manifest,
 )
 from PIL import Image
@@ -178,13 +179,6 @@ def test_overrides_are_bounded_and_destructive_flags_ignore_the_environment(
     assert result.exit_code == 2 and "holds a run of a different recipe" in result.stderr
 
 
-def _python(pid: int) -> bool:
-    try:
-        return "python" in Path(f"/proc/{pid}/cmdline").read_text()
-    except OSError:
-        return False
-
-
 def _slow_job(tmp_path: Path) -> tuple[Path, Path, Path]:
     src = make_tree(tmp_path / "in", {"a": 20, "b": 20}, size=(400, 300))
     recipe = tmp_path / "slow.yaml"
@@ -205,7 +199,11 @@ def test_workers_leave_when_the_parent_is_killed_alone(tmp_path: Path) -> None:
         time.sleep(0.05)
     # The pool's processes: a fork server's workers are its children, not the parent's.
     kids = proc_children(proc.pid)
-    workers = [p for p in kids + [g for k in kids for g in proc_children(k)] if _python(p)]
+    workers = [
+        p
+        for p in kids + [g for k in kids for g in proc_children(k)]
+        if b"python" in proc_cmdline(p)
+    ]
     assert workers, "no worker processes found"
     os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer would
     proc.wait(timeout=10)

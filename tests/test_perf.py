@@ -312,10 +312,10 @@ def test_help_imports_no_numpy_pil_or_tqdm() -> None:
 def test_expand_starts_the_fork_server_before_importing_numpy_or_pillow(
     tree: Path, tmp_path: Path, resampler: str, recipe_arg: str, preload: str
 ) -> None:
-    # The workers' fork server imports augctl while the CLI imports it too and plans: it
-    # must be started before this process's own heavy imports, or nothing overlaps. Both
-    # import numpy with its thread pool limited to one thread (see augctl.pool), and the
-    # server preloads OpenCV for a recipe file that names it.
+    # The workers' fork server imports numpy and Pillow while the CLI imports them too and
+    # plans: it must be started before this process's own heavy imports, or nothing
+    # overlaps. Both import numpy with its thread pool limited to one thread (see
+    # augctl.pool), and the server preloads OpenCV for a recipe file that names it.
     code = (
         "import os, sys\n"
         "import augctl.pool as pool\n"

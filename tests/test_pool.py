@@ -20,6 +20,7 @@ from conftest import (
     make_tree,
     output_files,
     proc_children,
+    proc_cmdline,
     read_manifest,
 )
 
@@ -98,14 +99,6 @@ if "multiprocessing.forkserver" in " ".join(sys.orig_argv):
 """
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
 @pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
 @pytest.mark.parametrize("when", ["as it starts", "as its workers start"])
 def test_a_killed_fork_server_is_replaced_and_blames_nothing(tmp_path: Path, when: str) -> None:
@@ -124,7 +117,7 @@ def test_a_killed_fork_server_is_replaced_and_blames_nothing(tmp_path: Path, whe
         deadline = time.monotonic() + 60
         while server is None and time.monotonic() < deadline and proc.poll() is None:
             for child in proc_children(proc.pid):
-                if b"forkserver" in _cmdline(child) and (
+                if b"forkserver" in proc_cmdline(child) and (
                     when == "as it starts" or proc_children(child)
                 ):
                     server = child  # importing its preload, or its first workers wait
