@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .errors import EngineError, UsageError
-from .execute import Job, Result, _unimportable_main_hidden, library_versions, run_local, run_task
+from .execute import Job, Result, _main_script_hidden, library_versions, run_local, run_task
 from .plan import Task
 
 Executor = Callable[[Job, Iterable[Task], int], Iterator[Result]]
@@ -114,7 +114,7 @@ def run_dask(
         return
     # Our LocalCluster's workers are spawned (and re-spawned after a crash); like the pool's,
     # they re-import the caller's main script.
-    with _unimportable_main_hidden():
+    with _main_script_hidden():
         yield from _run_on_cluster(
             distributed, job, todo, workers, scheduler, scheduler_file, batch_size
         )

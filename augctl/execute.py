@@ -402,15 +402,17 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def _unimportable_main_hidden() -> Iterator[None]:
-    """Let workers start when the caller's script can't be re-imported.
+def _main_script_hidden() -> Iterator[None]:
+    """Keep workers from re-running the caller's main script where it can't be, or needn't be.
 
-    Spawn and the fork server re-run the parent's main script in each worker; one read
-    from stdin or `python -c` has no file to re-run, so every worker would die at start.
+    Spawn and the fork server re-run the parent's main script in each worker. One read
+    from stdin or `python -c` has no file to re-run, so every worker would die at start;
+    augctl's own console script only runs the CLI, and would import click and the CLI into
+    every worker for nothing.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if path is None or os.path.isfile(path):
+    if path is None or (os.path.isfile(path) and not _is_augctl_script(main)):
         yield
         return
     del main.__file__
@@ -418,6 +420,11 @@ def _unimportable_main_hidden() -> Iterator[None]:
         yield
     finally:
         main.__file__ = path
+
+
+def _is_augctl_script(main: Any) -> bool:
+    """Whether the main module is augctl's console script (a wrapper that runs the CLI)."""
+    return getattr(getattr(main, "main", None), "__module__", None) == "augctl.cli"
 
 
 def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:
@@ -434,7 +441,7 @@ def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
     if not first:
         return
     _check_open_file_limit(len(first))
-    with _unimportable_main_hidden():
+    with _main_script_hidden():
         yield from _run_pool(job, itertools.chain(first, todo), workers)
 
 

@@ -9,12 +9,15 @@ import os
 import signal
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
-# workers use and the image plugins Pillow loads on its first open. Not augctl itself:
+# workers use (numpy's random generators too), the image plugins Pillow loads on its first
+# open (and its TIFF module, which reads EXIF), and the standard modules of the worker's own
+# loop; a test checks that a worker imports nothing else after its fork. Not augctl itself:
 # the server finds modules on a fresh interpreter's sys.path, and a caller may run another
 # augctl (a checkout put first on sys.path); each worker imports augctl after it has taken
 # its parent's sys.path, as a spawned one does.
 PRELOAD = (
     "numpy",
+    "numpy.random",
     "yaml",
     "PIL.Image",
     "PIL.ImageEnhance",
@@ -26,7 +29,10 @@ PRELOAD = (
     "PIL.JpegImagePlugin",
     "PIL.PngImagePlugin",
     "PIL.PpmImagePlugin",
-    "concurrent.futures",
+    "PIL.TiffImagePlugin",
+    "concurrent.futures.process",
+    "multiprocessing.popen_forkserver",
+    "multiprocessing.synchronize",
     "dataclasses",
     "hashlib",
     "json",

@@ -266,15 +266,17 @@ def worker_startup_seconds(module: str, runs: int = 5) -> float:
 
 
 def _augctl_pool_startup() -> dict[str, float]:
-    """A pool of one in augctl's context running a no-op: with its fork server starting
-    (cold), then again with the server running (warm). Called in a child."""
+    """A pool of one in augctl's context running a no-op from augctl.execute (so its worker
+    imports augctl, as a real one does): with its fork server starting (cold), then again
+    with the server running (warm). Called in a child."""
     sys.path.insert(0, str(REPO_ROOT))
+    from augctl.execute import default_workers
     from augctl.pool import pool_context
 
     def start_and_stop() -> float:
         t0 = time.perf_counter()
         with cf.ProcessPoolExecutor(1, mp_context=pool_context()) as pool:
-            pool.submit(int).result()
+            pool.submit(default_workers).result()
         return time.perf_counter() - t0
 
     return {"cold": start_and_stop(), "warm": start_and_stop()}
@@ -455,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     pools = [_child("pool") for _ in range(startup_runs)]
     cold, warm = (statistics.median(p[k] for p in pools) for k in ("cold", "warm"))
     lines.append(
-        f"augctl's pool of 1 to a no-op result (median of {startup_runs}): {cold:.3f} s with "
+        f"augctl's pool of 1 to a no-op result from augctl.execute (median of {startup_runs}): "
+        f"{cold:.3f} s with "
         f"its fork server starting, {warm:.3f} s with the server running"
     )
     tree = make_empty_tree(corpus / f"_plan{plan_files}", plan_files)

@@ -181,3 +181,100 @@ def test_the_fork_server_never_takes_ctrl_c(tmp_path: Path) -> None:
     proc = run_script(tmp_path, SERVER_SIGNALS)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) & (1 << (signal.SIGINT - 1))
+
+
+# Loaded by every Python process with this PYTHONPATH (workers inherit it through the fork
+# server): records each module each process imports, by pid.
+IMPORT_WATCH = """
+import os, sys
+
+class _Watch:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        with open(os.environ["AUGCTL_TEST_IMPORTS"], "a") as f:
+            f.write(f"{os.getpid()} {name}\\n")
+        return None
+
+sys.meta_path.insert(0, _Watch)
+"""
+
+# What pip writes as the `augctl` console script.
+CONSOLE_SCRIPT = """
+import sys
+from augctl.cli import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+def imports_by_pid(tmp_path: Path, script: Path, *args: object) -> tuple[int, dict[int, set[str]]]:
+    """Run `script` with IMPORT_WATCH: its pid, and the modules each process imported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(IMPORT_WATCH)
+    log = tmp_path / "imports.txt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        env={**env_with_site(site), "AUGCTL_TEST_IMPORTS": str(log)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr
+    by_pid: dict[int, set[str]] = {}
+    for line in log.read_text().splitlines():
+        pid, name = line.split()
+        by_pid.setdefault(int(pid), set()).add(name)
+    return proc.pid, by_pid
+
+
+def workers_imports(tmp_path: Path) -> tuple[set[str], list[set[str]]]:
+    """What `augctl expand -j2` (run by its console script) and each of its workers import."""
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 3})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    script = tmp_path / "augctl-script"
+    script.write_text(CONSOLE_SCRIPT)
+    pid, by_pid = imports_by_pid(
+        tmp_path, script, "expand", "-r", recipe, src, tmp_path / "out", "-j2", "-q"
+    )
+    parent = by_pid.pop(pid)
+    workers = [names for names in by_pid.values() if "augctl.execute" in names]
+    assert workers, "no worker was seen importing augctl"
+    return parent, workers
+
+
+def test_workers_do_not_rerun_the_console_script(tmp_path: Path) -> None:
+    # Workers re-run the parent's main script; augctl's own only runs the CLI, which would
+    # import click and the CLI into every worker for nothing.
+    parent, workers = workers_imports(tmp_path)
+    assert {"click", "augctl.cli"} <= parent
+    assert all(not names & {"click", "augctl.cli"} for names in workers), workers
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+def test_the_fork_server_imports_what_workers_need(tmp_path: Path) -> None:
+    # Whatever a worker imports after its fork, every worker of every pool imports again
+    # (built-in modules cost nothing).
+    _, workers = workers_imports(tmp_path)
+    free = {"augctl", *sys.builtin_module_names}
+    for names in workers:
+        assert {n for n in names if n.split(".")[0] not in free} == set(), names
+
+
+def test_only_augctls_own_script_is_hidden_from_workers(monkeypatch, tmp_path: Path) -> None:
+    # A caller's script may define what its workers need; augctl's console script doesn't.
+    import types
+
+    from augctl import cli, execute
+
+    script = tmp_path / "script.py"
+    script.write_text("")
+    for main, hidden in ((cli.main, True), (lambda: None, False)):
+        module = types.ModuleType("__main__")
+        module.__file__ = str(script)
+        module.main = main
+        monkeypatch.setitem(sys.modules, "__main__", module)
+        with execute._main_script_hidden():
+            assert hasattr(module, "__file__") is not hidden
+        assert module.__file__ == str(script)
