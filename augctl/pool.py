@@ -10,11 +10,11 @@ import signal
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
 # workers use (numpy's random generators too), the image plugins Pillow loads on its first
-# open (and its TIFF module, which reads EXIF), and the standard modules of the worker's own
-# loop; a test checks that a worker imports nothing else after its fork. Not augctl itself:
-# the server finds modules on a fresh interpreter's sys.path, and a caller may run another
-# augctl (a checkout put first on sys.path); each worker imports augctl after it has taken
-# its parent's sys.path, as a spawned one does.
+# open (and its TIFF module, which reads EXIF), and the standard modules augctl and the
+# worker's own loop use; a test checks that a worker imports nothing else after its fork.
+# Not augctl itself: the server finds modules on a fresh interpreter's sys.path, and a
+# caller may run another augctl (a checkout put first on sys.path); each worker imports
+# augctl after it has taken its parent's sys.path, as a spawned one does.
 PRELOAD = (
     "numpy",
     "numpy.random",
@@ -36,6 +36,7 @@ PRELOAD = (
     "dataclasses",
     "hashlib",
     "json",
+    "pathlib",
     "unicodedata",
 )
 
