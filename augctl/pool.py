@@ -9,15 +9,17 @@ import os
 import signal
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
-# workers use (numpy's random generators too), the image plugins Pillow loads on its first
-# open (and its TIFF module, which reads EXIF), and the standard modules augctl and the
-# worker's own loop use; a test checks that a worker imports nothing else after its fork.
+# workers use, the image plugins Pillow loads on its first open (and WebP, a default
+# extension, which would otherwise make Pillow load every plugin; TIFF, which reads EXIF),
+# and the standard modules augctl and the worker's own loop use. A test checks that a worker
+# imports nothing else after its fork, except numpy.random: importing it seeds numpy's
+# global generator, which every fork would then share, the caller's own forkserver pools'
+# workers too (augctl never uses it; their code may).
 # Not augctl itself: the server finds modules on a fresh interpreter's sys.path, and a
 # caller may run another augctl (a checkout put first on sys.path); each worker imports
 # augctl after it has taken its parent's sys.path, as a spawned one does.
 PRELOAD = (
     "numpy",
-    "numpy.random",
     "yaml",
     "PIL.Image",
     "PIL.ImageEnhance",
@@ -30,6 +32,7 @@ PRELOAD = (
     "PIL.PngImagePlugin",
     "PIL.PpmImagePlugin",
     "PIL.TiffImagePlugin",
+    "PIL.WebPImagePlugin",
     "concurrent.futures.process",
     "multiprocessing.popen_forkserver",
     "multiprocessing.synchronize",
@@ -37,6 +40,7 @@ PRELOAD = (
     "hashlib",
     "json",
     "pathlib",
+    "secrets",
     "unicodedata",
 )
 

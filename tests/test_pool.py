@@ -3,6 +3,7 @@ a server that dies is replaced without blaming any image."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import (
     REPO,
@@ -228,11 +230,13 @@ def imports_by_pid(tmp_path: Path, script: Path, *args: object) -> tuple[int, di
     return proc.pid, by_pid
 
 
-def workers_imports(tmp_path: Path) -> tuple[set[str], list[set[str]]]:
+def workers_imports(
+    tmp_path: Path, ext: str = ".jpg", recipe_text: str = RECIPE
+) -> tuple[set[str], list[set[str]]]:
     """What `augctl expand -j2` (run by its console script) and each of its workers import."""
-    src = make_tree(tmp_path / "in", {"a": 3, "b": 3})
+    src = make_tree(tmp_path / "in", {"a": 3, "b": 3}, ext=ext)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE)
+    recipe.write_text(recipe_text)
     script = tmp_path / "augctl-script"
     script.write_text(CONSOLE_SCRIPT)
     pid, by_pid = imports_by_pid(
@@ -241,6 +245,7 @@ def workers_imports(tmp_path: Path) -> tuple[set[str], list[set[str]]]:
     parent = by_pid.pop(pid)
     workers = [names for names in by_pid.values() if "augctl.execute" in names]
     assert workers, "no worker was seen importing augctl"
+    assert len(read_manifest(tmp_path / "out")) == 6 * 2  # every source's 2 variants
     return parent, workers
 
 
@@ -253,13 +258,27 @@ def test_workers_do_not_rerun_the_console_script(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
-def test_the_fork_server_imports_what_workers_need(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("ext", "recipe_text"),
+    [(".jpg", RECIPE), (".webp", RECIPE + "output: {format: webp}\n")],
+    ids=["jpeg", "webp"],
+)
+def test_the_fork_server_imports_what_workers_need(
+    tmp_path: Path, ext: str, recipe_text: str
+) -> None:
     # Whatever a worker imports after its fork, every worker of every pool imports again
-    # (built-in modules cost nothing).
-    _, workers = workers_imports(tmp_path)
+    # (built-in modules cost nothing). numpy.random is left to each worker (see PRELOAD).
+    _, workers = workers_imports(tmp_path, ext, recipe_text)
     free = {"augctl", *sys.builtin_module_names}
     for names in workers:
-        assert {n for n in names if n.split(".")[0] not in free} == set(), names
+        extra = {n for n in names if n.split(".")[0] not in free}
+        assert {n for n in extra if not n.startswith("numpy.random")} == set(), names
+
+
+def test_every_preloaded_module_exists() -> None:
+    # The fork server skips a name it can't import without a word.
+    for name in pool.PRELOAD:
+        importlib.import_module(name)
 
 
 def test_only_augctls_own_script_is_hidden_from_workers(monkeypatch, tmp_path: Path) -> None:
@@ -270,11 +289,43 @@ def test_only_augctls_own_script_is_hidden_from_workers(monkeypatch, tmp_path: P
 
     script = tmp_path / "script.py"
     script.write_text("")
-    for main, hidden in ((cli.main, True), (lambda: None, False)):
+    plugin = {"register": lambda: None}  # a caller's wrapper that sets something up first
+    cases = [({"sys": sys}, cli.main, True), (plugin, cli.main, False), ({}, lambda: None, False)]
+    for extra, main, hidden in cases:
         module = types.ModuleType("__main__")
         module.__file__ = str(script)
         module.main = main
+        vars(module).update(extra)
         monkeypatch.setitem(sys.modules, "__main__", module)
         with execute._main_script_hidden():
             assert hasattr(module, "__file__") is not hidden
         assert module.__file__ == str(script)
+
+
+GLOBAL_DRAWS = """
+import concurrent.futures as cf
+from augctl.pool import start_server
+
+def draw():
+    import numpy as np
+    return float(np.random.random())
+
+if __name__ == "__main__":
+    ctx = start_server()
+    for _ in range(2):  # two pools: two workers forked from the one server
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            print(pool.submit(draw).result())
+"""
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+@pytest.mark.skipif(
+    int(np.__version__.split(".")[0]) < 2,
+    reason="numpy 1.x imports numpy.random with numpy, so its server's forks share it",
+)
+def test_forked_workers_do_not_share_numpys_global_generator(tmp_path: Path) -> None:
+    # augctl never draws from it, but a caller's own forkserver pools share augctl's server.
+    proc = run_script(tmp_path, GLOBAL_DRAWS)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.split()
+    assert first != second
