@@ -11,12 +11,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import augctl_cmd, make_tree, output_files, read_manifest
+from conftest import (
+    augctl_cmd,
+    env_with_site,
+    make_tree,
+    output_files,
+    proc_children,
+    proc_cmdline,
+    read_manifest,
+)
 from PIL import Image
 
-from augctl import cli
+from augctl import cli, pool
 from augctl.cli import main
 from augctl.images import TEMP_SUFFIX
+
+FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
 
 RECIPE = """\
 version: 1
@@ -166,6 +176,48 @@ def test_ctrl_c_while_a_command_starts_exits_130(tmp_path: Path, monkeypatch) ->
     assert not (tmp_path / "out").exists()
 
 
+# Loaded by every Python process with this PYTHONPATH: the fork server reports each new
+# worker's pid to the pool half a second late, and the worker reads what it is sent a
+# second late, so a Ctrl-C can land while the pool waits for the pid.
+SLOW_WORKER_START = """
+import os, sys, time
+if "multiprocessing.forkserver" in " ".join(sys.orig_argv):
+    os.register_at_fork(
+        after_in_parent=lambda: time.sleep(0.5), after_in_child=lambda: time.sleep(1.0)
+    )
+"""
+
+
+@pytest.mark.skipif(not FORKSERVER, reason="this platform's pool has no fork server")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_worker_starts_leaves_no_worker_behind(tmp_path: Path, signum) -> None:
+    # Stopped there, the pool once lost the worker's pid: the worker, never stopped, read
+    # the run's semaphores after the run had released them, and printed a traceback.
+    src = make_tree(tmp_path / "in", {"a": 4})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    proc = start(src, recipe, tmp_path / "out", env=env_with_site(site))
+    try:
+        server = None
+        deadline = time.monotonic() + 60
+        while server is None and time.monotonic() < deadline and proc.poll() is None:
+            for child in proc_children(proc.pid):
+                if b"forkserver" in proc_cmdline(child) and proc_children(child):
+                    server = child  # a worker is forked; its pid is still to come
+            time.sleep(0.002)
+        assert server is not None, "no fork server with a worker was seen"
+        os.kill(proc.pid, signum)
+        # Returns when the stderr pipe closes: when the workers, which share it, are gone.
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err.decode()
+    assert err.decode() == "augctl: interrupted; re-run the same command to continue\n"
+
+
 def test_a_run_stopped_by_a_bad_source_leaves_no_file_without_its_row(tmp_path: Path) -> None:
     # --on-error fail stops at the first bad source while other sources are in flight; what
     # they had written has no row, and must not stay behind as unexplained files.
@@ -219,3 +271,16 @@ def test_rows_handed_to_the_manifest_keep_their_files_when_a_commit_fails(
     assert calls  # the commit really failed once
     result = CliRunner().invoke(main, ["verify", str(out)])
     assert "missing" not in result.output, result.output
+
+
+def test_a_stop_signal_inside_a_held_block_is_acted_on_after_it() -> None:
+    from augctl import execute
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with execute._stop_signals_held():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("the block ran to its end")
+    assert steps == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is before
