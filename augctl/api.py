@@ -23,6 +23,7 @@ from .ops import REGISTRY
 from .ops.base import Partners
 from .pipeline import Step, walk_steps
 from .plan import Shard, Task, Variant, listing_sha256, make_plan, parse_shard
+from .pool import stop_signals_held
 from .recipe import Recipe, RecipeSource, load_recipe
 
 Progress = Callable[[int, int], None]
@@ -200,21 +201,35 @@ def expand(
                 in_flight[task.source.rel] = task
                 yield task
 
+        # A stop (stopping the workers, removing what they left unrecorded, committing the
+        # rows that came back) runs whole: a second Ctrl-C meanwhile is raised after it.
+        stopping = contextlib.ExitStack()
         try:
             # closing(): on an early stop the workers are stopped now, not at interpreter exit.
             with contextlib.closing(run(job, handed(pending), workers or default_workers())) as (
                 results
             ):
-                _collect(
-                    results, len(pending), writer, errors, summary, on_error, progress, in_flight
-                )
+                try:
+                    _collect(
+                        results,
+                        len(pending),
+                        writer,
+                        errors,
+                        summary,
+                        on_error,
+                        progress,
+                        in_flight,
+                    )
+                except BaseException:
+                    stopping.enter_context(stop_signals_held())
+                    raise
         except BaseException:
             # Stopped early (Ctrl-C, --on-error fail, disk full): files of tasks whose rows
             # never came back have no manifest row; they go, and the next run redoes them.
             _remove_unrecorded(out_dir, in_flight.values())
             raise
         finally:
-            with _output_errors(output_dir):
+            with stopping, _output_errors(output_dir):
                 writer.close()
                 errors.sort(key=lambda e: e["source_path"])
                 if part is None:  # a shard writes its errors part only once it is complete

@@ -11,7 +11,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -112,15 +112,30 @@ def _read_list(source: str, null: bool) -> list[str]:
 _stopped_by = [signal.SIGINT]
 
 
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (a cancelled CI job, a pod shut down) like Ctrl-C: stop cleanly."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a cancelled CI job, a pod shut down) stop a run cleanly. Once it
+    is stopping, both are ignored to the end of the process: the stop takes a moment and
+    must run whole, and Python would restore their default action (death by the signal)
+    as it exits. Not stopped, the handlers the caller had are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from .pool import STOP_SIGNALS
 
     def stop(signum: int, frame: Any) -> None:
         _stopped_by[0] = signum
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is stop and handler is not None:
+                signal.signal(signum, handler)
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -366,24 +381,24 @@ def expand(
             click.echo("augctl: dry run: nothing was written", err=True)
         return
     progress = _Progress(quiet)
-    _stop_on_sigterm()
     try:
-        summary = _run(
-            lambda: expand_(
-                input_dir,
-                output_dir,
-                _load(recipe),
-                workers=workers,
-                overwrite=overwrite,
-                on_error=on_error,
-                progress=progress,
-                command=sys.argv,
-                executor=executor,
-                scheduler=scheduler,
-                scheduler_file=scheduler_file,
-                **common,
+        with _stop_on_signals():
+            summary = _run(
+                lambda: expand_(
+                    input_dir,
+                    output_dir,
+                    _load(recipe),
+                    workers=workers,
+                    overwrite=overwrite,
+                    on_error=on_error,
+                    progress=progress,
+                    command=sys.argv,
+                    executor=executor,
+                    scheduler=scheduler,
+                    scheduler_file=scheduler_file,
+                    **common,
+                )
             )
-        )
     except KeyboardInterrupt:
         progress.close()
         click.echo("augctl: interrupted; re-run the same command to continue", err=True)

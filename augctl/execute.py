@@ -29,7 +29,7 @@ from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
 from .plan import Task
-from .pool import start_server
+from .pool import start_server, stop_signals_held
 from .recipe import Recipe
 
 # A source whose task was running when a worker died this many times is given up on.
@@ -518,7 +518,7 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                     if task is None:
                         break
                     try:
-                        with _stop_signals_held():  # a worker may start here
+                        with stop_signals_held():  # a worker may start here
                             future = pool.submit(_run_in_worker, task)
                         running[future] = task
                     # A worker died since the last wait; or the fork server died as a worker
@@ -587,39 +587,6 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                 )
             else:
                 suspects.append(task)
-
-
-# Signals whose Python handler stops a run (Ctrl-C's KeyboardInterrupt; the CLI's SIGTERM).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def _stop_signals_held() -> Iterator[None]:
-    """Run the block whole, then act on any SIGINT or SIGTERM that came meanwhile.
-
-    Starting a worker, the pool waits for the fork server to report its pid; a
-    KeyboardInterrupt there loses the pid, and the worker, never stopped, goes on to read
-    the pool's semaphores after the run has released them (a traceback on the terminal).
-    Only Python handlers are held: a default action or an ignored signal is left as it is,
-    and so is a caller outside the main thread, which Python's handlers never interrupt.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: dict[int, Any] = {}
-    caught: list[tuple[int, Any]] = []
-    for signum in STOP_SIGNALS:
-        previous = signal.getsignal(signum)
-        if callable(previous):
-            held[signum] = previous
-            signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
-    try:
-        yield
-    finally:
-        for signum, previous in held.items():
-            signal.signal(signum, previous)
-        for signum, frame in caught:
-            held[signum](signum, frame)
 
 
 # A worker's start that fails with these is the caller's to see; any other failure (the

@@ -3,10 +3,14 @@ module imports neither, so the CLI can start the server before it imports them i
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.context
 import os
 import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 # What the fork server imports once for every worker it forks: the libraries augctl's
 # workers use, the image plugins Pillow loads on its first open (and WebP, a default
@@ -104,3 +108,37 @@ def start_server(resampler: str = "pillow") -> multiprocessing.context.BaseConte
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return ctx
+
+
+# Signals whose Python handler stops a run (Ctrl-C's KeyboardInterrupt; the CLI's SIGTERM).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Run the block whole, then act on any SIGINT or SIGTERM that came meanwhile.
+
+    For what a stop must not cut short: starting a worker (the pool waits for the fork
+    server to report its pid; a KeyboardInterrupt there loses the pid, and the worker, never
+    stopped, goes on to read the pool's semaphores after the run has released them: a
+    traceback on the terminal), and a run's own stop. Only Python handlers are held: a
+    default action or an ignored signal is left as it is, and so is a caller outside the
+    main thread, which Python's handlers never interrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: dict[int, Any] = {}
+    caught: list[tuple[int, Any]] = []
+    for signum in STOP_SIGNALS:
+        previous = signal.getsignal(signum)
+        if callable(previous):
+            held[signum] = previous
+            signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for signum, previous in held.items():
+            signal.signal(signum, previous)
+        for signum, frame in caught:
+            held[signum](signum, frame)

@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from augctl import pool
+
 REPO = Path(__file__).resolve().parent.parent
+# Whether this platform's pool forks its workers from a fork server (not Windows).
+FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
 SAMPLE_DATA = REPO / "sample_data"
 CONFIGS = REPO / "configs"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import (
+    FORKSERVER,
     augctl_cmd,
     env_with_site,
     make_tree,
@@ -25,8 +26,6 @@ from PIL import Image
 from augctl import cli, pool
 from augctl.cli import main
 from augctl.images import TEMP_SUFFIX
-
-FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
 
 RECIPE = """\
 version: 1
@@ -218,6 +217,47 @@ def test_a_stop_while_a_worker_starts_leaves_no_worker_behind(tmp_path: Path, si
     assert err.decode() == "augctl: interrupted; re-run the same command to continue\n"
 
 
+# Loaded by every Python process with this PYTHONPATH: in augctl's own (`python -m augctl`),
+# each commit of manifest rows takes a second more, so a run's stop, which ends with one,
+# lasts a second.
+SLOW_COMMIT = """
+import sys, time
+if sys.orig_argv[1:3] == ["-m", "augctl"]:
+    from augctl import manifest
+
+    sync = manifest._sync_filesystem
+    def slow_sync(fd):
+        time.sleep(1.0)
+        sync(fd)
+    manifest._sync_filesystem = slow_sync
+"""
+
+
+def test_a_second_ctrl_c_while_stopping_loses_nothing(job, tmp_path: Path) -> None:
+    # An impatient second Ctrl-C once cut the stop short: the rows of files already
+    # written were never committed, and the next run could only redo them.
+    src, recipe, reference = job
+    out = tmp_path / "out"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_COMMIT)
+    proc = start(src, recipe, out, env=env_with_site(site))
+    wait_for_files(out, 20, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)  # the stop is committing the rows that came back
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode() == "augctl: interrupted; re-run the same command to continue\n"
+    rows = {r["output_path"] for r in read_manifest(out)}
+    assert rows and all((out / rel).is_file() for rel in rows)
+    assert {p.relative_to(out).as_posix() for p in out.glob("*/*.png")} == rows
+    proc = start(src, recipe, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert_same_as_reference(out, reference)
+
+
 def test_a_run_stopped_by_a_bad_source_leaves_no_file_without_its_row(tmp_path: Path) -> None:
     # --on-error fail stops at the first bad source while other sources are in flight; what
     # they had written has no row, and must not stay behind as unexplained files.
@@ -274,12 +314,10 @@ def test_rows_handed_to_the_manifest_keep_their_files_when_a_commit_fails(
 
 
 def test_a_stop_signal_inside_a_held_block_is_acted_on_after_it() -> None:
-    from augctl import execute
-
     before = signal.getsignal(signal.SIGINT)
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with execute._stop_signals_held():
+        with pool.stop_signals_held():
             signal.raise_signal(signal.SIGINT)
             steps.append("the block ran to its end")
     assert steps == ["the block ran to its end"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import (
+    FORKSERVER,
     REPO,
     augctl_cmd,
     env_with_site,
@@ -27,8 +28,6 @@ from conftest import (
 )
 
 from augctl import pool
-
-FORKSERVER = pool.pool_context().get_start_method() == "forkserver"
 
 RECIPE = "version: 1\nseed: 3\nvariants: 2\npipeline:\n  - rotate: {degrees: [-20, 20]}\n"
 
