@@ -202,8 +202,9 @@ def expand(
                 yield task
 
         # A stop (stopping the workers, removing what they left unrecorded, committing the
-        # rows that came back) runs whole: a second Ctrl-C meanwhile is raised after it.
-        stopping = contextlib.ExitStack()
+        # rows that came back) runs whole: a second Ctrl-C meanwhile is raised after it,
+        # with the error that started the stop, if any, as its context.
+        stopping: contextlib.AbstractContextManager[None] | None = None
         try:
             # closing(): on an early stop the workers are stopped now, not at interpreter exit.
             with contextlib.closing(run(job, handed(pending), workers or default_workers())) as (
@@ -221,7 +222,8 @@ def expand(
                         in_flight,
                     )
                 except BaseException:
-                    stopping.enter_context(stop_signals_held())
+                    stopping = stop_signals_held()
+                    stopping.__enter__()
                     raise
         except BaseException:
             # Stopped early (Ctrl-C, --on-error fail, disk full): files of tasks whose rows
@@ -229,11 +231,15 @@ def expand(
             _remove_unrecorded(out_dir, in_flight.values())
             raise
         finally:
-            with stopping, _output_errors(output_dir):
-                writer.close()
-                errors.sort(key=lambda e: e["source_path"])
-                if part is None:  # a shard writes its errors part only once it is complete
-                    _write_errors(out_dir, files, errors)
+            try:
+                with _output_errors(output_dir):
+                    writer.close()
+                    errors.sort(key=lambda e: e["source_path"])
+                    if part is None:  # a shard writes its errors part only once complete
+                        _write_errors(out_dir, files, errors)
+            finally:
+                if stopping is not None:
+                    stopping.__exit__(None, None, None)
         with _output_errors(output_dir):
             rows = _final_rows(out_dir, files)
             manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -114,28 +115,56 @@ _stopped_by = [signal.SIGINT]
 
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (a cancelled CI job, a pod shut down) stop a run cleanly. Once it
-    is stopping, both are ignored to the end of the process: the stop takes a moment and
-    must run whole, and Python would restore their default action (death by the signal)
-    as it exits. Not stopped, the handlers the caller had are put back."""
+    """Ctrl-C and SIGTERM (a cancelled CI job, a pod shut down) raise KeyboardInterrupt, which
+    stops a run cleanly (the run holds both while it stops: `augctl.pool.stop_signals_held`).
+
+    The handlers the caller had are put back after, except in augctl's own process once a
+    signal has stopped it: that ignores both to its end, as Python would otherwise restore
+    their default action (death by the signal) as it exits.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    from .pool import STOP_SIGNALS
+    signals = (signal.SIGINT, signal.SIGTERM)  # augctl.pool.STOP_SIGNALS, without its import
+    fired: list[int] = []
+    _stopped_by[0] = signal.SIGINT
 
     def stop(signum: int, frame: Any) -> None:
         _stopped_by[0] = signum
-        for other in STOP_SIGNALS:
-            signal.signal(other, signal.SIG_IGN)
+        fired.append(signum)
         raise KeyboardInterrupt
 
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    previous = {signum: signal.getsignal(signum) for signum in signals}
     try:
+        for signum in signals:
+            signal.signal(signum, stop)
         yield
     finally:
+        program = bool(fired) and _is_program()
         for signum, handler in previous.items():
-            if signal.getsignal(signum) is stop and handler is not None:
+            if program:
+                signal.signal(signum, signal.SIG_IGN)
+            elif handler is not None:
                 signal.signal(signum, handler)
+
+
+def _is_program() -> bool:
+    """Whether this process is augctl's own command (its console script or `python -m
+    augctl`), not a caller running the CLI in its own process (click's CliRunner)."""
+    top = sys.modules.get("__main__")
+    spec = getattr(top, "__spec__", None)
+    return getattr(spec, "name", None) == "augctl.__main__" or getattr(top, "main", None) is main
+
+
+def _stoppable(command: Callable[..., None]) -> Callable[..., None]:
+    """Run a command with Ctrl-C and SIGTERM stopping it cleanly (`_stop_on_signals`)."""
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        with _stop_on_signals():
+            command(**kwargs)
+
+    return run
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -315,6 +344,7 @@ def _resampler_hint(recipe: str) -> str:
 @option("--dry-run", is_flag=True, help="Print the plan and its estimated size; write nothing.")
 @option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@_stoppable
 def expand(
     input_dir: str,
     output_dir: str,
@@ -382,25 +412,27 @@ def expand(
         return
     progress = _Progress(quiet)
     try:
-        with _stop_on_signals():
-            summary = _run(
-                lambda: expand_(
-                    input_dir,
-                    output_dir,
-                    _load(recipe),
-                    workers=workers,
-                    overwrite=overwrite,
-                    on_error=on_error,
-                    progress=progress,
-                    command=sys.argv,
-                    executor=executor,
-                    scheduler=scheduler,
-                    scheduler_file=scheduler_file,
-                    **common,
-                )
+        summary = _run(
+            lambda: expand_(
+                input_dir,
+                output_dir,
+                _load(recipe),
+                workers=workers,
+                overwrite=overwrite,
+                on_error=on_error,
+                progress=progress,
+                command=sys.argv,
+                executor=executor,
+                scheduler=scheduler,
+                scheduler_file=scheduler_file,
+                **common,
             )
-    except KeyboardInterrupt:
+        )
+    except KeyboardInterrupt as exc:
         progress.close()
+        if isinstance(exc.__context__, AugctlError):
+            # The run was already stopping for this error when the signal came: it says why.
+            raise _Failure(exc.__context__) from None
         click.echo("augctl: interrupted; re-run the same command to continue", err=True)
         sys.exit(128 + _stopped_by[0])
     progress.close()

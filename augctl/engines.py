@@ -19,6 +19,7 @@ from . import __version__
 from .errors import EngineError, UsageError
 from .execute import Job, Result, _main_script_hidden, library_versions, run_local, run_task
 from .plan import Task
+from .pool import stop_signals_held
 
 Executor = Callable[[Job, Iterable[Task], int], Iterator[Result]]
 
@@ -155,10 +156,11 @@ def _run_on_cluster(
             ) from None
         yield from _stream(distributed, client, job, todo, batch_size)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        with stop_signals_held():  # a second Ctrl-C must not leave the local cluster running
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _stream(

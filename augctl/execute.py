@@ -549,11 +549,12 @@ def _run_pool(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]
                         yield Result(task, error=_failure(error))
             ended = True
         finally:
-            if not ended or crashed:  # stopped early or broken: no worker writes after this
-                _stop(procs.values())
-            # A broken pool's own thread is joining its workers: wait for it, so that their
-            # exit codes (read below) have one reader.
-            pool.shutdown(wait=ended, cancel_futures=True)
+            with stop_signals_held():  # a second Ctrl-C must not leave a worker writing
+                if not ended or crashed:  # stopped early or broken: no worker writes after this
+                    _stop(procs.values())
+                # A broken pool's own thread is joining its workers: wait for it, so that
+                # their exit codes (read below) have one reader.
+                pool.shutdown(wait=ended, cancel_futures=True)
         if finished:
             return
         if not crashed:

@@ -121,24 +121,37 @@ def stop_signals_held() -> Iterator[None]:
     For what a stop must not cut short: starting a worker (the pool waits for the fork
     server to report its pid; a KeyboardInterrupt there loses the pid, and the worker, never
     stopped, goes on to read the pool's semaphores after the run has released them: a
-    traceback on the terminal), and a run's own stop. Only Python handlers are held: a
-    default action or an ignored signal is left as it is, and so is a caller outside the
-    main thread, which Python's handlers never interrupt.
+    traceback on the terminal), and a run's own stop. Holds nest. Only Python handlers are
+    held: a default action or an ignored signal is left as it is, and so is a caller outside
+    the main thread, which Python's handlers never interrupt.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: dict[int, Any] = {}
     caught: list[tuple[int, Any]] = []
-    for signum in STOP_SIGNALS:
-        previous = signal.getsignal(signum)
-        if callable(previous):
-            held[signum] = previous
-            signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
+
+    def record(signum: int, frame: Any) -> None:
+        caught.append((signum, frame))
+
     try:
+        for signum in STOP_SIGNALS:
+            previous = signal.getsignal(signum)
+            if callable(previous):
+                held[signum] = previous  # first: restored even if the swap is cut short
+                signal.signal(signum, record)
         yield
     finally:
+        # signal.signal() first runs the handler of a signal that is pending: one restored
+        # already may raise there, and every handler must be put back all the same.
+        raised: list[BaseException] = []
         for signum, previous in held.items():
-            signal.signal(signum, previous)
+            while signal.getsignal(signum) is not previous:
+                try:
+                    signal.signal(signum, previous)
+                except BaseException as exc:
+                    raised.append(exc)
         for signum, frame in caught:
             held[signum](signum, frame)
+        if raised:
+            raise raised[0]

@@ -6,6 +6,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -222,7 +223,7 @@ def test_a_stop_while_a_worker_starts_leaves_no_worker_behind(tmp_path: Path, si
 # lasts a second.
 SLOW_COMMIT = """
 import sys, time
-if sys.orig_argv[1:3] == ["-m", "augctl"]:
+if "multiprocessing" not in " ".join(sys.orig_argv):  # the run's own process, not its pool's
     from augctl import manifest
 
     sync = manifest._sync_filesystem
@@ -232,8 +233,22 @@ if sys.orig_argv[1:3] == ["-m", "augctl"]:
     manifest._sync_filesystem = slow_sync
 """
 
+# augctl.expand from a caller's script, which stops on Ctrl-C as Python's default handler has it.
+LIBRARY_CALLER = """
+import sys
+import augctl
 
-def test_a_second_ctrl_c_while_stopping_loses_nothing(job, tmp_path: Path) -> None:
+if __name__ == "__main__":
+    src, out, recipe = sys.argv[1:]
+    try:
+        augctl.expand(src, out, recipe, workers=2)
+    except KeyboardInterrupt:
+        print("stopped")
+"""
+
+
+@pytest.mark.parametrize("caller", ["cli", "library"])
+def test_a_second_ctrl_c_while_stopping_loses_nothing(job, tmp_path: Path, caller: str) -> None:
     # An impatient second Ctrl-C once cut the stop short: the rows of files already
     # written were never committed, and the next run could only redo them.
     src, recipe, reference = job
@@ -241,14 +256,28 @@ def test_a_second_ctrl_c_while_stopping_loses_nothing(job, tmp_path: Path) -> No
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SLOW_COMMIT)
-    proc = start(src, recipe, out, env=env_with_site(site))
+    if caller == "cli":
+        proc = start(src, recipe, out, env=env_with_site(site))
+    else:
+        (tmp_path / "caller.py").write_text(LIBRARY_CALLER)
+        cmd = [sys.executable, str(tmp_path / "caller.py"), str(src), str(out), str(recipe)]
+        proc = subprocess.Popen(
+            cmd,
+            env=env_with_site(site),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     wait_for_files(out, 20, proc)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)  # the stop is committing the rows that came back
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
-    assert err.decode() == "augctl: interrupted; re-run the same command to continue\n"
+    stdout, err = proc.communicate(timeout=60)
+    if caller == "cli":
+        assert proc.returncode == 130, err.decode()
+        assert err.decode() == "augctl: interrupted; re-run the same command to continue\n"
+    else:  # the second KeyboardInterrupt comes once the stop is done
+        assert (proc.returncode, stdout, err) == (0, b"stopped\n", b"")
     rows = {r["output_path"] for r in read_manifest(out)}
     assert rows and all((out / rel).is_file() for rel in rows)
     assert {p.relative_to(out).as_posix() for p in out.glob("*/*.png")} == rows
@@ -322,3 +351,68 @@ def test_a_stop_signal_inside_a_held_block_is_acted_on_after_it() -> None:
             steps.append("the block ran to its end")
     assert steps == ["the block ran to its end"]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_held_stop_signals_nest_and_leave_ignored_ones_alone(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(signal, "SIGTERM", signal.SIGTERM)  # restored handlers below
+    before = {s: signal.getsignal(s) for s in pool.STOP_SIGNALS}
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+        with pool.stop_signals_held():
+            with pool.stop_signals_held():
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+            assert calls == []  # the inner block's signals wait for the outer one
+        assert calls == [signal.SIGTERM, signal.SIGTERM]
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with pool.stop_signals_held():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGTERM)  # ignored, as before
+        with pytest.raises(ValueError):  # the block's own error, handlers put back
+            with pool.stop_signals_held():
+                raise ValueError
+        assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_the_cli_in_process_puts_the_callers_handlers_back(tmp_path: Path, monkeypatch) -> None:
+    # Only augctl's own process ignores stop signals from a stop to its end; a caller that
+    # runs the CLI in its own process (CliRunner here) must still answer Ctrl-C after it.
+    src = make_tree(tmp_path / "in", {"a": 2})
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    before = {s: signal.getsignal(s) for s in pool.STOP_SIGNALS}
+
+    def ctrl_c(recipe: str) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(cli, "_load", ctrl_c)
+    args = ["expand", "-r", str(tmp_path / "r.yaml"), str(src), str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, result.output
+    assert {s: signal.getsignal(s) for s in pool.STOP_SIGNALS} == before
+
+
+def test_ctrl_c_while_a_failed_run_stops_still_reports_the_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # --on-error fail was stopping the run for a bad file when Ctrl-C came: the run stops
+    # as it would have, and the message names the file, not an interruption.
+    from augctl import api
+
+    src = make_tree(tmp_path / "in", {"a": 3})
+    (src / "a" / "img_1.jpg").write_bytes(b"not an image")
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    write_errors = api._write_errors
+
+    def interrupted_write(*args: object) -> None:  # the stop's last step
+        signal.raise_signal(signal.SIGINT)
+        write_errors(*args)
+
+    monkeypatch.setattr(api, "_write_errors", interrupted_write)
+    args = ["expand", "-r", str(tmp_path / "r.yaml"), str(src), str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--on-error", "fail", "-j1"])
+    assert result.exit_code == 1, result.output
+    assert "augctl: error: a/img_1.jpg" in result.output
