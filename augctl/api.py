@@ -461,10 +461,12 @@ def _collect(
             if on_error == "fail":
                 raise SourceError(f"{source.rel}: {result.error}")
         # Rows handed to the writer are committed even if this add fails (close() retries),
-        # so their files must not count as unrecorded.
-        in_flight.pop(result.task.source.rel, None)
-        with _output_errors(summary.output_dir):
-            writer.add(result.rows)
+        # so their files must not count as unrecorded; and a Ctrl-C must not come between
+        # the two, which would leave the files neither recorded nor removed.
+        with stop_signals_held():
+            in_flight.pop(result.task.source.rel, None)
+            with _output_errors(summary.output_dir):
+                writer.add(result.rows)
         summary.written += len(result.rows)
         summary.processed += 1
         if progress:

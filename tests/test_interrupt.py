@@ -416,3 +416,28 @@ def test_ctrl_c_while_a_failed_run_stops_still_reports_the_failure(
     result = CliRunner().invoke(main, [*args, "--on-error", "fail", "-j1"])
     assert result.exit_code == 1, result.output
     assert "augctl: error: a/img_1.jpg" in result.output
+
+
+def test_ctrl_c_as_a_result_is_recorded_leaves_no_file_without_its_row(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # A source's result leaves the in-flight list (whose files a stop removes) and its rows
+    # join the manifest's queue: a Ctrl-C between the two once left its files in neither.
+    from augctl import manifest
+
+    src = make_tree(tmp_path / "in", {"a": 3})
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    add = manifest.ManifestWriter.add
+
+    def interrupted_add(self, rows) -> None:
+        signal.raise_signal(signal.SIGINT)
+        add(self, rows)
+
+    monkeypatch.setattr(manifest.ManifestWriter, "add", interrupted_add)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["expand", "-r", str(tmp_path / "r.yaml"), str(src), str(out)]
+    )
+    assert result.exit_code == 130, result.output
+    rows = {r["output_path"] for r in read_manifest(out)}
+    assert rows and {p.relative_to(out).as_posix() for p in out.glob("*/*.png")} == rows
