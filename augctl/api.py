@@ -202,8 +202,9 @@ def expand(
                 yield task
 
         # A stop (stopping the workers, removing what they left unrecorded, committing the
-        # rows that came back) runs whole: a second Ctrl-C meanwhile is raised after it,
-        # with the error that started the stop, if any, as its context.
+        # rows that came back) runs whole, and so does a finished run's last commit: a
+        # Ctrl-C meanwhile is raised after it, with the error that began the stop, if any,
+        # as its context.
         stopping: contextlib.AbstractContextManager[None] | None = None
         try:
             # closing(): on an early stop the workers are stopped now, not at interpreter exit.
@@ -222,8 +223,9 @@ def expand(
                         in_flight,
                     )
                 except BaseException:
-                    stopping = stop_signals_held()
-                    stopping.__enter__()
+                    hold = stop_signals_held()
+                    hold.__enter__()
+                    stopping = hold  # only once entered: from there on signals just wait
                     raise
         except BaseException:
             # Stopped early (Ctrl-C, --on-error fail, disk full): files of tasks whose rows
@@ -232,14 +234,20 @@ def expand(
             raise
         finally:
             try:
-                with _output_errors(output_dir):
-                    writer.close()
-                    errors.sort(key=lambda e: e["source_path"])
-                    if part is None:  # a shard writes its errors part only once complete
-                        _write_errors(out_dir, files, errors)
+                if stopping is None:  # a finished run: its last commit runs whole too
+                    hold = stop_signals_held()
+                    hold.__enter__()
+                    stopping = hold
             finally:
-                if stopping is not None:
-                    stopping.__exit__(None, None, None)
+                try:
+                    with _output_errors(output_dir):
+                        writer.close()
+                        errors.sort(key=lambda e: e["source_path"])
+                        if part is None:  # a shard writes its errors part only once complete
+                            _write_errors(out_dir, files, errors)
+                finally:
+                    if stopping is not None:
+                        stopping.__exit__(None, None, None)
         with _output_errors(output_dir):
             rows = _final_rows(out_dir, files)
             manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)

@@ -149,11 +149,12 @@ def _stop_on_signals() -> Iterator[None]:
 
 
 def _is_program() -> bool:
-    """Whether this process is augctl's own command (its console script or `python -m
-    augctl`), not a caller running the CLI in its own process (click's CliRunner)."""
-    top = sys.modules.get("__main__")
-    spec = getattr(top, "__spec__", None)
-    return getattr(spec, "name", None) == "augctl.__main__" or getattr(top, "main", None) is main
+    """Whether this process is augctl's own command (`run`), not a caller running the CLI in
+    its own process (click's CliRunner)."""
+    return _PROGRAM[0]
+
+
+_PROGRAM = [False]
 
 
 def _stoppable(command: Callable[..., None]) -> Callable[..., None]:
@@ -644,3 +645,10 @@ def ops(name: str | None, as_json: bool, markdown: bool) -> None:
             default = json.dumps(param["default"])
             click.echo(f"    {param['name']:<14} default {default:<16} {param['accepts']}")
         click.echo("    p              default 1.0              probability the step is applied")
+
+
+def run() -> None:
+    """The `augctl` program (its console script and `python -m augctl`): the CLI, as the
+    whole process."""
+    _PROGRAM[0] = True
+    main()

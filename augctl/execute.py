@@ -424,16 +424,16 @@ def _main_script_hidden() -> Iterator[None]:
 
 def _is_augctl_script(main: Any) -> bool:
     """Whether the main module is augctl's console script: a wrapper that imports the CLI's
-    `main` and nothing else (one that also sets something up, say a Pillow plugin, is the
+    `run` and nothing else (one that also sets something up, say a Pillow plugin, is the
     caller's own script, and workers re-run it)."""
     cli = sys.modules.get("augctl.cli")
     names = {name for name in vars(main) if not name.startswith("__")}
-    return cli is not None and getattr(main, "main", None) is cli.main and names <= _WRAPPER_NAMES
+    return cli is not None and getattr(main, "run", None) is cli.run and names <= _WRAPPER_NAMES
 
 
 # The globals of the console scripts pip, uv and distlib write: `import re, sys` (or just
-# sys), `from augctl.cli import main`.
-_WRAPPER_NAMES = frozenset({"main", "re", "sys"})
+# sys), `from augctl.cli import run`.
+_WRAPPER_NAMES = frozenset({"re", "run", "sys"})
 
 
 def run_local(job: Job, tasks: Iterable[Task], workers: int) -> Iterator[Result]:

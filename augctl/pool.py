@@ -130,9 +130,13 @@ def stop_signals_held() -> Iterator[None]:
         return
     held: dict[int, Any] = {}
     caught: list[tuple[int, Any]] = []
+    over = [False]
 
     def record(signum: int, frame: Any) -> None:
-        caught.append((signum, frame))
+        if over[0]:  # left installed by a restore that a signal cut short: the original
+            held[signum](signum, frame)
+        else:
+            caught.append((signum, frame))
 
     try:
         for signum in STOP_SIGNALS:
@@ -142,6 +146,7 @@ def stop_signals_held() -> Iterator[None]:
                 signal.signal(signum, record)
         yield
     finally:
+        over[0] = True
         # signal.signal() first runs the handler of a signal that is pending: one restored
         # already may raise there, and every handler must be put back all the same.
         raised: list[BaseException] = []

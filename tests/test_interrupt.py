@@ -353,9 +353,8 @@ def test_a_stop_signal_inside_a_held_block_is_acted_on_after_it() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_held_stop_signals_nest_and_leave_ignored_ones_alone(monkeypatch) -> None:
+def test_held_stop_signals_nest_and_leave_ignored_ones_alone() -> None:
     calls = []
-    monkeypatch.setattr(signal, "SIGTERM", signal.SIGTERM)  # restored handlers below
     before = {s: signal.getsignal(s) for s in pool.STOP_SIGNALS}
     try:
         signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
@@ -441,3 +440,37 @@ def test_ctrl_c_as_a_result_is_recorded_leaves_no_file_without_its_row(
     assert result.exit_code == 130, result.output
     rows = {r["output_path"] for r in read_manifest(out)}
     assert rows and {p.relative_to(out).as_posix() for p in out.glob("*/*.png")} == rows
+
+
+def test_ctrl_c_in_a_finished_runs_last_commit_leaves_no_file_without_its_row(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Every result is in and the manifest commits the last rows (up to a second's worth):
+    # a Ctrl-C there once dropped them, their files left behind.
+    from augctl import manifest
+
+    src = make_tree(tmp_path / "in", {"a": 3})
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    close, sync = manifest.ManifestWriter.close, manifest._sync_filesystem
+    closing = []
+
+    def last_commit(self) -> None:
+        closing.append(True)
+        close(self)
+
+    def interrupted_sync(fd: int) -> None:
+        if closing:
+            signal.raise_signal(signal.SIGINT)
+        sync(fd)
+
+    monkeypatch.setattr(manifest.ManifestWriter, "close", last_commit)
+    monkeypatch.setattr(manifest, "_sync_filesystem", interrupted_sync)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["expand", "-r", str(tmp_path / "r.yaml"), str(src), str(out)]
+    )
+    assert result.exit_code == 130, result.output
+    rows = {r["output_path"] for r in read_manifest(out)}
+    assert (
+        len(rows) == 3 * 6 and {p.relative_to(out).as_posix() for p in out.glob("*/*.png")} == rows
+    )

@@ -202,9 +202,9 @@ sys.meta_path.insert(0, _Watch)
 # What pip writes as the `augctl` console script.
 CONSOLE_SCRIPT = """
 import sys
-from augctl.cli import main
+from augctl.cli import run
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
 """
 
 
@@ -289,11 +289,11 @@ def test_only_augctls_own_script_is_hidden_from_workers(monkeypatch, tmp_path: P
     script = tmp_path / "script.py"
     script.write_text("")
     plugin = {"register": lambda: None}  # a caller's wrapper that sets something up first
-    cases = [({"sys": sys}, cli.main, True), (plugin, cli.main, False), ({}, lambda: None, False)]
-    for extra, main, hidden in cases:
+    cases = [({"sys": sys}, cli.run, True), (plugin, cli.run, False), ({}, lambda: None, False)]
+    for extra, run, hidden in cases:
         module = types.ModuleType("__main__")
         module.__file__ = str(script)
-        module.main = main
+        module.run = run
         vars(module).update(extra)
         monkeypatch.setitem(sys.modules, "__main__", module)
         with execute._main_script_hidden():
