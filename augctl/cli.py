@@ -140,7 +140,7 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(signum, stop)
         yield
     finally:
-        program = bool(fired) and _is_program()
+        program = bool(fired) and _PROGRAM[0]
         for signum, handler in previous.items():
             if program:
                 signal.signal(signum, signal.SIG_IGN)
@@ -148,12 +148,8 @@ def _stop_on_signals() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
-def _is_program() -> bool:
-    """Whether this process is augctl's own command (`run`), not a caller running the CLI in
-    its own process (click's CliRunner)."""
-    return _PROGRAM[0]
-
-
+# Set by `run`: this process is augctl's own command, not a caller running the CLI in its
+# own process (click's CliRunner).
 _PROGRAM = [False]
 
 
