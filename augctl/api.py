@@ -223,9 +223,7 @@ def expand(
                         in_flight,
                     )
                 except BaseException:
-                    hold = stop_signals_held()
-                    hold.__enter__()
-                    stopping = hold  # only once entered: from there on signals just wait
+                    stopping = _signals_held()
                     raise
         except BaseException:
             # Stopped early (Ctrl-C, --on-error fail, disk full): files of tasks whose rows
@@ -235,9 +233,7 @@ def expand(
         finally:
             try:
                 if stopping is None:  # a finished run: its last commit runs whole too
-                    hold = stop_signals_held()
-                    hold.__enter__()
-                    stopping = hold
+                    stopping = _signals_held()
             finally:
                 try:
                     with _output_errors(output_dir):
@@ -443,6 +439,14 @@ def _output_pixels(
             params = {k: v for k, v in entry.items() if k != "op"}
             size = REGISTRY[entry["op"]].size_after(size, params)
     return size[0] * size[1]
+
+
+def _signals_held() -> contextlib.AbstractContextManager[None]:
+    """A `stop_signals_held` hold, already entered; its caller exits it. (Assigned from
+    here only once entered: from then on a stop signal just waits.)"""
+    hold = stop_signals_held()
+    hold.__enter__()
+    return hold
 
 
 def _collect(

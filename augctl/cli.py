@@ -125,7 +125,8 @@ def _stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = (signal.SIGINT, signal.SIGTERM)  # augctl.pool.STOP_SIGNALS, without its import
+    from .pool import STOP_SIGNALS  # light: no numpy or Pillow
+
     fired: list[int] = []
     _stopped_by[0] = signal.SIGINT
 
@@ -134,9 +135,9 @@ def _stop_on_signals() -> Iterator[None]:
         fired.append(signum)
         raise KeyboardInterrupt
 
-    previous = {signum: signal.getsignal(signum) for signum in signals}
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
-        for signum in signals:
+        for signum in STOP_SIGNALS:
             signal.signal(signum, stop)
         yield
     finally:

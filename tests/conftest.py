@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,3 +140,16 @@ def wait_until(predicate: Callable[[], object], seconds: float) -> bool:
             return True
         time.sleep(0.01)
     return bool(predicate())
+
+
+def wait_for_fork_server(proc: Any, with_worker: bool, seconds: float = 60) -> int | None:
+    """The pid of `proc`'s fork server once it runs (and has forked a worker, if asked); None
+    if `proc` ends or `seconds` pass first. Polled often: a server starts in a fraction of
+    a second."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        for child in proc_children(proc.pid):
+            if b"forkserver" in proc_cmdline(child) and (not with_worker or proc_children(child)):
+                return child
+        time.sleep(0.002)
+    return None

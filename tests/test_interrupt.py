@@ -18,9 +18,8 @@ from conftest import (
     env_with_site,
     make_tree,
     output_files,
-    proc_children,
-    proc_cmdline,
     read_manifest,
+    wait_for_fork_server,
 )
 from PIL import Image
 
@@ -201,13 +200,8 @@ def test_a_stop_while_a_worker_starts_leaves_no_worker_behind(tmp_path: Path, si
     (site / "sitecustomize.py").write_text(SLOW_WORKER_START)
     proc = start(src, recipe, tmp_path / "out", env=env_with_site(site))
     try:
-        server = None
-        deadline = time.monotonic() + 60
-        while server is None and time.monotonic() < deadline and proc.poll() is None:
-            for child in proc_children(proc.pid):
-                if b"forkserver" in proc_cmdline(child) and proc_children(child):
-                    server = child  # a worker is forked; its pid is still to come
-            time.sleep(0.002)
+        # A worker is forked; its pid is still to come.
+        server = wait_for_fork_server(proc, with_worker=True)
         assert server is not None, "no fork server with a worker was seen"
         os.kill(proc.pid, signum)
         # Returns when the stderr pipe closes: when the workers, which share it, are gone.

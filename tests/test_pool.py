@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,8 @@ from conftest import (
     env_with_site,
     make_tree,
     output_files,
-    proc_children,
-    proc_cmdline,
     read_manifest,
+    wait_for_fork_server,
 )
 
 from augctl import pool
@@ -114,15 +112,8 @@ def test_a_killed_fork_server_is_replaced_and_blames_nothing(tmp_path: Path, whe
         cmd, env=env_with_site(site), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        server = None
-        deadline = time.monotonic() + 60
-        while server is None and time.monotonic() < deadline and proc.poll() is None:
-            for child in proc_children(proc.pid):
-                if b"forkserver" in proc_cmdline(child) and (
-                    when == "as it starts" or proc_children(child)
-                ):
-                    server = child  # importing its preload, or its first workers wait
-            time.sleep(0.002)
+        # Importing its preload, or its first workers waiting.
+        server = wait_for_fork_server(proc, with_worker=when != "as it starts")
         assert server is not None, "no fork server with workers was seen"
         os.kill(server, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
