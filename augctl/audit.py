@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import __version__, manifest
-from .dataset import is_junk
+from .dataset import is_junk, locate
 from .errors import UsageError
 from .images import TEMP_SUFFIX, keeps_alpha, output_format
 from .recipe import Recipe, load_recipe
@@ -157,7 +157,7 @@ def replay(
         if row is None:
             results.append(Replayed(rel, False, "not in the manifest"))
             continue
-        source = os.path.join(root, *row["source_path"].split("/"))
+        source = locate(root, row["source_path"])
         fmt, _ = output_format(recipe.format, posixpath.splitext(row["source_path"])[1])
         ops = json.loads(row["ops"])
         draft = split_decode(ops)[0]

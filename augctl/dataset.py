@@ -51,6 +51,29 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def locate(root: str, rel: str) -> str:
+    """The path under `root` of the source named `rel` (NFC), whatever normal form its folder
+    and file names have on disk (files copied from macOS are often NFD); if there is no such
+    file, the path `rel` spells."""
+    path = os.path.join(root, *rel.split("/"))
+    if rel.isascii() or os.path.lexists(path):
+        return path
+    current = root
+    for part in rel.split("/"):
+        candidate = os.path.join(current, part)
+        if not os.path.lexists(candidate):
+            try:
+                names = sorted(os.listdir(current))
+            except OSError:
+                return path
+            found = next((n for n in names if nfc(n) == part), None)
+            if found is None:
+                return path
+            candidate = os.path.join(current, found)
+        current = candidate
+    return current
+
+
 def valid_text(name: str) -> bool:
     try:
         name.encode("utf-8")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import __version__, images, pipeline, plan
+from . import __version__, dataset, images, pipeline, plan
 from .errors import EngineError, SourceError, UsageError
 from .ops import REGISTRY, resample
 from .ops.base import Partners
@@ -178,7 +178,7 @@ def partner_loader(root: str, recipe: Recipe, keep_alpha: bool) -> Callable[[str
     )
 
     def load(rel: str) -> Image.Image:
-        path = os.path.join(root, *rel.split("/"))
+        path = dataset.locate(root, rel)
         try:
             return _decoded_partner(path, recipe.max_pixels, keep_alpha, background)
         except SourceError as exc:

@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import time
+import unicodedata
 import zlib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from conftest import (
     augctl_cmd,
     make_tree,
     output_files,
+    photo,
     proc_alive,
     proc_children,
     proc_cmdline,
@@ -369,3 +371,30 @@ def test_a_pool_that_cannot_start_is_an_engine_error(
     src = make_tree(tmp_path / "in", {"a": 2})
     with pytest.raises(EngineError, match="cannot start the worker pool: .*not implemented"):
         augctl.expand(src, tmp_path / "out", recipe, workers=2)
+
+
+def test_names_stored_decomposed_are_found_for_mixing_verify_and_replay(tmp_path: Path) -> None:
+    """Folder and file names stored in NFD (files copied from macOS often are): rows name them
+    in NFC, and mixing, `verify --deep` and `replay` still find their files (they looked for
+    the NFC spelling: every mix recorded no partner, and verify failed on a clean run)."""
+    root = tmp_path / "in"
+    folder = root / unicodedata.normalize("NFD", "crème")
+    folder.mkdir(parents=True)
+    for i, name in enumerate(("café.jpg", "naïve.jpg", "été.jpg")):
+        photo(i).save(folder / unicodedata.normalize("NFD", name))
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("version: 1\nseed: 3\nvariants: 3\npipeline:\n  - mixup: {}\n")
+    out = tmp_path / "out"
+    result = invoke("expand", "--recipe", recipe, root, out, "-q")
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(out)
+    assert len(rows) == 9 and read_manifest(out, "errors.csv") == []
+    assert {r["source_path"] for r in rows} == {
+        f"crème/{n}" for n in ("café.jpg", "naïve.jpg", "été.jpg")
+    }
+    mixes = [json.loads(r["ops"])[0] for r in rows]
+    assert all(m["partner"] is not None and m["lam"] < 1 for m in mixes), mixes
+    verify = invoke("verify", out, "--deep")
+    assert verify.exit_code == 0, verify.output
+    replay = invoke("replay", out, rows[0]["output_path"], rows[-1]["output_path"])
+    assert replay.exit_code == 0, replay.output
