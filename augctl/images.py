@@ -355,6 +355,18 @@ _COLOUR_SPACE_CHANGES = (
 )  # their ICC profile no longer fits after RGB conversion
 
 
+# TIFF tags that describe how the source's own pixels are stored (size, strips or tiles,
+# samples, compression, YCbCr layout, its ICC profile), never kept as EXIF: a TIFF's EXIF is
+# its whole first header, and a TIFF writer given them describes the output's pixels with
+# the source's size and strip lengths (a corrupt file). Some cameras put a few of them in a
+# JPEG's EXIF too. The profile is `Metadata.icc`, kept or stripped by `output.icc`.
+_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281}
+    | {284, 290, 291, 292, 293, 301, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341}
+    | {347, *range(512, 522), 529, 530, 531, 532, 34675}
+)
+
+
 def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
     """ICC profile, EXIF (orientation reset to upright) and pristine-ness, from the header."""
     try:
@@ -371,6 +383,8 @@ def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
             )
             if 0x0112 in exif:
                 exif[0x0112] = 1  # the pixels are made upright; never rotate them twice
+            for tag in _LAYOUT_TAGS.intersection(exif):
+                del exif[tag]
             return Metadata(
                 icc=icc,
                 exif=exif.tobytes() if len(exif) else None,

@@ -98,6 +98,33 @@ def test_originals_are_variant_0_and_copied_byte_for_byte(tmp_path: Path) -> Non
         assert im.size == (20, 40) and im.getexif().get(0x0112) in (None, 1)
 
 
+def test_kept_exif_of_a_tiff_describes_the_outputs_own_pixels(tmp_path: Path) -> None:
+    """A TIFF's EXIF is its whole first header: kept as it was, the TIFF writer took the
+    source's width, height and strip lengths for the output's (a corrupt file, exit 0)."""
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    photo(5, (40, 20)).save(src / "a" / "plain.tif", tiffinfo={271: "Camera", 315: "Someone"})
+    photo(6, (40, 20)).save(src / "a" / "turned.tif", tiffinfo={271: "Camera", 274: 6})
+    r = tmp_path / "keep.yaml"
+    r.write_text(
+        "version: 1\nvariants: 1\ninclude_originals: true\noutput: {format: same, exif: keep}\n"
+        "pipeline:\n  - resize: {size: [30, 24]}\n"
+    )
+    out = tmp_path / "out"
+    result = invoke("expand", "-r", r, src, out, "-q")
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(out)
+    assert len(rows) == 4
+    for row in rows:
+        with Image.open(out / row["output_path"]) as im:
+            assert im.size == (int(row["width"]), int(row["height"])), row
+            im.load()  # the strips hold what the header says
+            assert im.getexif().get(271) == "Camera" and im.getexif().get(274) in (None, 1)
+    sizes = {(r["source_path"], r["variant"]): (r["width"], r["height"]) for r in rows}
+    assert sizes[("a/turned.tif", "0")] == ("20", "40")
+    assert sizes[("a/plain.tif", "1")] == ("30", "24")
+
+
 def test_jpeg_subsampling_png_level_and_webp_lossless(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "in", {"a": 1})
     outputs = {}
