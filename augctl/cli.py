@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -64,8 +65,14 @@ class _Progress:
         self.started = self.last
 
     def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
+        if self.quiet or sys.stderr is None:  # None: started with stderr closed
             return
+        try:
+            self._show(done, total)
+        except OSError:  # stderr a closed pipe or a full disk: the run goes on without it
+            self.quiet = True
+
+    def _show(self, done: int, total: int) -> None:
         if sys.stderr.isatty():
             if self.bar is None:
                 from tqdm import tqdm
@@ -81,7 +88,8 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            with contextlib.suppress(OSError):
+                self.bar.close()
 
 
 def option(*decls: str, **kwargs: Any) -> Callable[[Any], Any]:
@@ -648,4 +656,19 @@ def run() -> None:
     """The `augctl` program (its console script and `python -m augctl`): the CLI, as the
     whole process."""
     _PROGRAM[0] = True
-    main()
+    try:
+        main()
+    except OSError as exc:
+        # What escapes the commands unconverted is a write to standard output that failed (a
+        # full disk behind a redirect, a closed descriptor; click handles a closed pipe): the
+        # library turns every file error of its own into a typed one, naming the file.
+        if exc.filename is not None or exc.errno not in _STREAM_ERRORS:
+            raise
+        # What stdout holds unwritten goes nowhere, so that Python's flush at exit can't fail.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        click.echo(f"augctl: error: cannot write to standard output: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
+_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF})

@@ -398,3 +398,44 @@ def test_names_stored_decomposed_are_found_for_mixing_verify_and_replay(tmp_path
     assert verify.exit_code == 0, verify.output
     replay = invoke("replay", out, rows[0]["output_path"], rows[-1]["output_path"])
     assert replay.exit_code == 0, replay.output
+
+
+def test_a_run_with_stderr_closed_finishes(tmp_path: Path, recipe: Path) -> None:
+    """Started with stderr closed (`2>&-`, as some job wrappers do), Python has no sys.stderr:
+    the progress report raised on it, and the run stopped after its first source, exit 1."""
+    src = make_tree(tmp_path / "in", {"a": 4, "b": 3})
+    out = tmp_path / "out"
+    cmd = augctl_cmd("expand", "--recipe", recipe, src, out)
+    done = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *cmd], timeout=120)
+    assert done.returncode == 0
+    assert len(read_manifest(out)) == 14
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ops",),
+        ("validate", "{recipe}"),
+        ("expand", "--recipe", "{recipe}", "{src}", "{out}", "--json"),
+    ],
+)
+def test_standard_output_that_cannot_be_written_is_a_message(
+    tmp_path: Path, recipe: Path, args: tuple[str, ...]
+) -> None:
+    """stdout on a full disk (/dev/full): one line naming the problem, exit 1, no traceback;
+    a run's work is done and kept all the same."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    src = make_tree(tmp_path / "in", {"a": 2})
+    out = tmp_path / "out"
+    cmd = augctl_cmd(*(a.format(recipe=recipe, src=src, out=out) for a in args))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "augctl: error: cannot write to standard output: No space left on device"
+    assert "Traceback" not in done.stderr and len(lines) == (3 if args[0] == "expand" else 1)
+    if args[0] == "expand":
+        assert json.loads((out / "run.json").read_text())["status"] == "complete"
+        assert len(read_manifest(out)) == 4
