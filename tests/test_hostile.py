@@ -439,3 +439,28 @@ def test_standard_output_that_cannot_be_written_is_a_message(
     if args[0] == "expand":
         assert json.loads((out / "run.json").read_text())["status"] == "complete"
         assert len(read_manifest(out)) == 4
+
+
+def test_a_progress_report_that_cannot_be_written_never_stops_a_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stderr a closed pipe: the progress line raised BrokenPipeError into the run's loop
+    (every 10 s, so only long runs stopped); now the report goes quiet and the run goes on."""
+    from augctl.cli import _Progress
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr("sys.stderr", Closed())
+    progress = _Progress(quiet=False, interval=0.0)
+    progress(1, 3)
+    assert progress.quiet
+    progress(3, 3)
+    progress.close()
