@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import images, pipeline
 from .errors import SourceError, UsageError
-from .execute import partner_loader, rng_for
+from .execute import partner_loader, readable_partners, rng_for
 from .ops.base import Partners
 from .plan import variant_seed
 from .recipe import Recipe, RecipeSource, load_recipe
@@ -98,7 +98,9 @@ def preview(
     partners = _siblings(path, rec)
     for i in range(n):
         rng = rng_for(variant_seed(rec.seed, name, i + 1))
-        applied = pipeline.sample(rec.pipeline, rng, image.size, partners)
+        applied = readable_partners(
+            pipeline.sample(rec.pipeline, rng, image.size, partners), partners
+        )
         out = pipeline.run(image, applied, partners, rec.resampler).convert("RGB")
         out.thumbnail((tile - 8, tile - 8))
         x, y = (i % cols) * tile, (i // cols) * (tile + cap_h)

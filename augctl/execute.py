@@ -187,7 +187,7 @@ def partner_loader(root: str, recipe: Recipe, keep_alpha: bool) -> Callable[[str
     return load
 
 
-def _readable_partners(
+def readable_partners(
     applied: list[dict[str, Any]], partners: Partners | None
 ) -> list[dict[str, Any]]:
     """Mixing steps whose partner can't be decoded mix nothing, and are recorded so.
@@ -286,7 +286,7 @@ def _run_task(job: Job, task: Task) -> Result:
         header = images.read_header(data, max_pixels=recipe.max_pixels)
         partners = job.partners(task.source.rel, task.source.cls, task.fmt)
         sampled = {
-            v.index: _readable_partners(
+            v.index: readable_partners(
                 pipeline.sample(recipe.pipeline, rng_for(v.seed), header.size, partners), partners
             )
             if v.index

@@ -125,6 +125,23 @@ def test_preview_writes_a_captioned_grid(tmp_path: Path) -> None:
     assert len({t.tobytes() for t in rows}) == 6  # and they differ
 
 
+def test_preview_mixes_nothing_in_from_a_partner_that_cannot_be_decoded(tmp_path: Path) -> None:
+    """As `expand` does: an undecodable file beside the image is no partner (the whole preview
+    failed on it, naming the other file)."""
+    folder = tmp_path / "k"
+    folder.mkdir()
+    for name in ("cat_01.jpg", "cat_02.jpg"):
+        (folder / name).write_bytes((SAMPLE_DATA / "cat" / name).read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("version: 1\nvariants: 2\npipeline:\n  - mixup: {}\n")
+    out = tmp_path / "g.png"
+    result = invoke("preview", "-r", recipe, folder / "cat_01.jpg", "-n", "12", "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as sheet:
+        assert sheet.width == 4 * 256  # 12 tiles, 4 columns of the default 256-px tile
+
+
 def test_preview_of_a_bad_image_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"")
