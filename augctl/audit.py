@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import posixpath
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -140,6 +141,16 @@ def replay(
     out_dir: str | os.PathLike, paths: Iterable[str], *, input_dir: str | None = None
 ) -> list[Replayed]:
     """Re-create outputs from their manifest rows (source + recorded ops, no rng)."""
+    # Quiet as `expand` is: Pillow's warnings about a damaged source name no file, and what
+    # matters about a source is in its result.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _replay(out_dir, paths, input_dir)
+
+
+def _replay(
+    out_dir: str | os.PathLike, paths: Iterable[str], input_dir: str | None
+) -> list[Replayed]:
     from .execute import load_source, partner_loader, render  # numpy/Pillow only when replaying
     from .ops.base import Partners
     from .pipeline import split_decode

@@ -316,6 +316,12 @@ def test_library_warnings_about_a_source_stay_off_the_terminal(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert len(read_manifest(tmp_path / "out")) == 3 * 2
+    # Re-creating its outputs decodes it again: as quiet.
+    out, mine = tmp_path / "out", "a/odd_exif_jpg_aug001.jpg"
+    for args in (("verify", out, "--deep"), ("replay", out, mine)):
+        proc = subprocess.run(augctl_cmd(*args), capture_output=True, text=True, env=env)
+        assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+        assert proc.stderr in ("", "augctl: verified 6 manifest rows, 6 re-created: OK\n")
 
 
 def with_open_file_limit(limit: int, *args: object) -> subprocess.CompletedProcess:
