@@ -338,7 +338,8 @@ class _Parser:
                 raise self.fail(
                     enode,
                     "input.extensions",
-                    f"expected a list like [.jpg, .png], got {self.describe(enode)}",
+                    "expected a list like [.jpg, .png], got "
+                    + ("an empty list" if exts == [] else self.describe(enode)),
                 )
             norm = ["." + e.lower().lstrip(".") for e in exts]
             out["extensions"] = tuple(sorted(set(norm)))  # order carries no meaning

@@ -69,6 +69,10 @@ CASES = [
         "version: 1\npipeline:\n  - resize: {size: [0, 10]}\n",
         "r.yaml:3:20: pipeline[0].resize.size: expected one or two integers > 0, got [0, 10]",
     ),
+    (
+        "version: 1\ninput: {extensions: []}\n",
+        "r.yaml:2:21: input.extensions: expected a list like [.jpg, .png], got an empty list",
+    ),
 ]
 
 
