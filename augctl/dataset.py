@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -56,22 +57,51 @@ def locate(root: str, rel: str) -> str:
     and file names have on disk (files copied from macOS are often NFD); if there is no such
     file, the path `rel` spells."""
     path = os.path.join(root, *rel.split("/"))
-    if rel.isascii() or os.path.lexists(path):
+    if os.path.lexists(path):
         return path
-    current = root
-    for part in rel.split("/"):
-        candidate = os.path.join(current, part)
-        if not os.path.lexists(candidate):
-            try:
-                names = sorted(os.listdir(current))
-            except OSError:
-                return path
-            found = next((n for n in names if nfc(n) == part), None)
-            if found is None:
-                return path
-            candidate = os.path.join(current, found)
-        current = candidate
-    return current
+    return _locate(root, rel.split("/")) or path
+
+
+def _locate(folder: str, parts: list[str]) -> str | None:
+    """`parts` under `folder`, each part matched by its NFC form; None if nothing matches.
+    Two names that differ only in normal form may both exist: each is tried in turn."""
+    exact = os.path.join(folder, parts[0])
+    names = [parts[0]] if os.path.lexists(exact) else []
+    names += [n for n in _nfc_names(folder, parts[0]) if n != parts[0]]
+    for name in names:
+        path = os.path.join(folder, name)
+        if len(parts) == 1:
+            return path
+        found = _locate(path, parts[1:])
+        if found is not None:
+            return found
+    return None
+
+
+# Recently read folders' names by NFC form, so that finding many files in one folder stored
+# in NFD lists it once, not once per file; a name missing from it reads the folder again.
+_LISTINGS: dict[str, dict[str, list[str]]] = {}
+_LISTINGS_KEPT = 4
+_LISTINGS_LOCK = threading.Lock()
+
+
+def _nfc_names(folder: str, part: str) -> list[str]:
+    """The names in `folder` whose NFC form is `part`."""
+    listing = _LISTINGS.get(folder)
+    if listing is None or part not in listing:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return []
+        listing = {}
+        for name in names:
+            listing.setdefault(nfc(name), []).append(name)
+        with _LISTINGS_LOCK:
+            _LISTINGS.pop(folder, None)
+            while len(_LISTINGS) >= _LISTINGS_KEPT:
+                del _LISTINGS[next(iter(_LISTINGS))]
+            _LISTINGS[folder] = listing
+    return listing.get(part, [])
 
 
 def valid_text(name: str) -> bool:

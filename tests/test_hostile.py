@@ -30,7 +30,7 @@ from conftest import (
 from PIL import Image
 
 import augctl
-from augctl import execute, manifest
+from augctl import dataset, execute, manifest
 from augctl.cli import main
 from augctl.errors import EngineError
 from augctl.ops import REGISTRY
@@ -470,3 +470,35 @@ def test_a_progress_report_that_cannot_be_written_never_stops_a_run(
     assert progress.quiet
     progress(3, 3)
     progress.close()
+
+
+def test_locate_finds_every_spelling_and_reads_a_folder_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An NFC name that is plain ASCII (K from the Kelvin sign) is looked for too; of two
+    folders that differ only in normal form, the one holding the file is found; a folder of
+    NFD names is listed once for all its files, not once per file (which made mixing and
+    verify quadratic in a class's size)."""
+    root = tmp_path
+    (root / "a").mkdir()
+    kelvin = root / "a" / "\u212aitten.png"
+    kelvin.write_bytes(b"")
+    assert dataset.locate(str(root), "a/Kitten.png") == str(kelvin)
+    (root / "crème").mkdir()
+    nfd = root / unicodedata.normalize("NFD", "crème")
+    nfd.mkdir()
+    (nfd / "x.png").write_bytes(b"")
+    assert dataset.locate(str(root), "crème/x.png") == str(nfd / "x.png")
+    assert dataset.locate(str(root), "crème/y.png") == str(root / "crème" / "y.png")
+    many = root / unicodedata.normalize("NFD", "été")
+    many.mkdir()
+    for i in range(50):
+        (many / unicodedata.normalize("NFD", f"é{i}.png")).write_bytes(b"")
+    listed: list[str] = []
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or listdir(path))
+    for i in range(50):
+        assert dataset.locate(str(root), f"été/é{i}.png") == str(
+            many / unicodedata.normalize("NFD", f"é{i}.png")
+        )
+    assert len(listed) <= 2, listed  # IN (which the earlier lookups listed without été), été
