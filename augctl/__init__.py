@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 # Heavy modules (numpy, Pillow) load on first use, so `augctl --help` starts fast.
 _LAZY = {

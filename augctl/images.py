@@ -247,7 +247,11 @@ def decode(
     if image.mode in ("LA", "RGBA") and not keep_alpha:
         image = flatten(image, background)
     # Only pixels go on: what Pillow keeps in `info` (a TIFF's group4 compression, the sRGB
-    # profile with today's date that a LAB conversion attaches) would reach the outputs.
+    # profile with today's date that a LAB conversion attaches) would reach the outputs, and
+    # so would a TIFF's header, which Pillow's TIFF writer copies XMP, IPTC and Photoshop data
+    # from when it is given the opened file's own image (an original left as decoded).
+    if hasattr(image, "tag_v2"):
+        image = image.copy()
     image.info = {}
     return image
 
@@ -355,16 +359,19 @@ _COLOUR_SPACE_CHANGES = (
 )  # their ICC profile no longer fits after RGB conversion
 
 
-# TIFF tags that describe how the source's own pixels are stored (size, strips or tiles,
-# samples, compression, YCbCr layout, its ICC profile), never kept as EXIF: a TIFF's EXIF is
-# its whole first header, and a TIFF writer given them describes the output's pixels with
-# the source's size and strip lengths (a corrupt file). Some cameras put a few of them in a
-# JPEG's EXIF too. The profile is `Metadata.icc`, kept or stripped by `output.icc`.
-_LAYOUT_TAGS = frozenset(
-    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281}
-    | {284, 290, 291, 292, 293, 301, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341}
-    | {347, *range(512, 522), 529, 530, 531, 532, 34675}
+# What `exif: keep` keeps of a source's first EXIF block: the tags EXIF puts there to say
+# what the picture is and how it was made (description, camera, software, date, artist,
+# copyright, resolution, white point and primaries, Windows' title and keywords) and its
+# EXIF and GPS blocks. A TIFF's "EXIF" is its whole first header: its other tags describe
+# the source's own pixels (size, strips, compression: a TIFF writer given them made a
+# corrupt output) or carry data of their own (XMP with its orientation, IPTC, Photoshop's
+# resources and a layered file's layers), never an output's.
+_EXIF_TAGS = frozenset(
+    {270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 316, 318, 319, 18246, 18249, 33432}
+    | {34665, 34853, 40091, 40092, 40093, 40094, 40095}
 )
+# In the EXIF block, the source's width and height.
+_EXIF_SIZE_TAGS = (40962, 40963)
 
 
 def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
@@ -383,8 +390,12 @@ def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
             )
             if 0x0112 in exif:
                 exif[0x0112] = 1  # the pixels are made upright; never rotate them twice
-            for tag in _LAYOUT_TAGS.intersection(exif):
+            for tag in set(exif) - _EXIF_TAGS:
                 del exif[tag]
+            if 0x8769 in exif:
+                block = exif.get_ifd(0x8769)  # written back by tobytes()
+                for tag in _EXIF_SIZE_TAGS:
+                    block.pop(tag, None)
             return Metadata(
                 icc=icc,
                 exif=exif.tobytes() if len(exif) else None,

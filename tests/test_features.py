@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_tree, output_files, photo, read_manifest, sha256
-from PIL import Image, ImageCms, JpegImagePlugin
+from PIL import Image, ImageCms, JpegImagePlugin, TiffImagePlugin
 
 from augctl.cli import main
 
@@ -98,13 +98,20 @@ def test_originals_are_variant_0_and_copied_byte_for_byte(tmp_path: Path) -> Non
         assert im.size == (20, 40) and im.getexif().get(0x0112) in (None, 1)
 
 
-def test_kept_exif_of_a_tiff_describes_the_outputs_own_pixels(tmp_path: Path) -> None:
+def test_kept_exif_of_a_tiff_is_its_exif_not_its_header(tmp_path: Path) -> None:
     """A TIFF's EXIF is its whole first header: kept as it was, the TIFF writer took the
-    source's width, height and strip lengths for the output's (a corrupt file, exit 0)."""
+    source's width, height and strip lengths for the output's (a corrupt file, exit 0), and
+    XMP (with its orientation) and Photoshop data rode along. Kept: what EXIF is for."""
     src = tmp_path / "in"
     (src / "a").mkdir(parents=True)
-    photo(5, (40, 20)).save(src / "a" / "plain.tif", tiffinfo={271: "Camera", 315: "Someone"})
-    photo(6, (40, 20)).save(src / "a" / "turned.tif", tiffinfo={271: "Camera", 274: 6})
+    header = TiffImagePlugin.ImageFileDirectory_v2()
+    header[270], header[271] = "A test", "Camera"
+    header[700] = b"<x:xmpmeta>tiff:Orientation=6</x:xmpmeta>"
+    header[34377] = b"8BIM resources"
+    header.tagtype[700], header.tagtype[34377] = 1, 7
+    photo(5, (40, 20)).save(src / "a" / "plain.tif", tiffinfo=header)
+    header[274] = 6
+    photo(6, (40, 20)).save(src / "a" / "turned.tif", tiffinfo=header)
     r = tmp_path / "keep.yaml"
     r.write_text(
         "version: 1\nvariants: 1\ninclude_originals: true\noutput: {format: same, exif: keep}\n"
@@ -119,10 +126,38 @@ def test_kept_exif_of_a_tiff_describes_the_outputs_own_pixels(tmp_path: Path) ->
         with Image.open(out / row["output_path"]) as im:
             assert im.size == (int(row["width"]), int(row["height"])), row
             im.load()  # the strips hold what the header says
-            assert im.getexif().get(271) == "Camera" and im.getexif().get(274) in (None, 1)
+            if row["output_sha256"] == row["source_sha256"]:
+                continue  # an upright original is the source's own bytes, header and all
+            tags = im.getexif()
+            assert tags.get(270) == "A test" and tags.get(271) == "Camera", dict(tags)
+            assert tags.get(274) in (None, 1) and not {700, 34377} & set(tags), dict(tags)
     sizes = {(r["source_path"], r["variant"]): (r["width"], r["height"]) for r in rows}
+    assert sum(r["output_sha256"] == r["source_sha256"] for r in rows) == 1  # plain.tif's
     assert sizes[("a/turned.tif", "0")] == ("20", "40")
     assert sizes[("a/plain.tif", "1")] == ("30", "24")
+
+
+def test_kept_exif_drops_the_sources_own_size(tmp_path: Path) -> None:
+    """A camera JPEG's EXIF block records the picture's width and height; an output has
+    its own (an image's header says it), so those two go, and the rest stays."""
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[271] = "Camera"
+    block = exif.get_ifd(0x8769)
+    block[40962], block[40963], block[36867] = 64, 48, "2024:05:06 07:08:09"
+    photo(7).save(src / "a" / "cam.jpg", exif=exif.tobytes())
+    r = tmp_path / "keep.yaml"
+    r.write_text(
+        "version: 1\nvariants: 1\noutput: {exif: keep}\npipeline:\n  - resize: {size: 32}\n"
+    )
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", r, src, out, "-q").exit_code == 0
+    (row,) = read_manifest(out)
+    with Image.open(out / row["output_path"]) as im:
+        tags = im.getexif()
+        assert tags.get(271) == "Camera"
+        assert tags.get_ifd(0x8769) == {36867: "2024:05:06 07:08:09"}
 
 
 def test_jpeg_subsampling_png_level_and_webp_lossless(tmp_path: Path) -> None:
