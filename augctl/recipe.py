@@ -287,7 +287,8 @@ class _Parser:
         if "variants" in top:
             fields["variants"] = self.integer(top["variants"][1], "variants", 0, MAX_VARIANTS)
         if "balance" in top and self.value(top["balance"][1]) is not None:
-            if "variants" in top:
+            # The normalized form (run.json, `augctl validate`) lists the default beside it.
+            if "variants" in top and fields["variants"] != Recipe.variants:
                 raise self.fail(
                     top["balance"][0], "balance", "give either 'variants' or 'balance', not both"
                 )
