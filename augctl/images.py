@@ -296,6 +296,8 @@ def _signature(data: bytes) -> str | None:
 def _normalize_mode(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to L, LA, RGB or RGBA without clipping or hidden colours."""
     mode = image.mode
+    if mode in ("L", "RGB") and "transparency" in image.info:
+        return image.convert(mode + "A")  # a colour key (PNG's tRNS): that colour is clear
     if mode in ("L", "LA", "RGB", "RGBA"):
         return image
     if mode == "1":

@@ -323,3 +323,40 @@ def test_float_image_with_nan_and_inf_keeps_its_finite_scale(tmp_path: Path) -> 
     got = pixels(out, read_manifest(out), "a/f.tif").astype(int)
     want = np.rint(np.nan_to_num(values, nan=0, posinf=1, neginf=0) * 255)
     assert np.array_equal(got, want)
+
+
+def test_a_colour_key_is_transparency(tmp_path: Path) -> None:
+    """An RGB or L PNG whose tRNS chunk names one colour as transparent: that colour is
+    transparent, as with a palette (it was read as opaque: JPEG outputs showed the hidden
+    colour instead of the background, PNG outputs lost the transparency)."""
+    src = tmp_path / "in" / "c"
+    src.mkdir(parents=True)
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[:, :10] = (255, 0, 0)
+    rgb[:, 10:] = (0, 0, 255)
+    Image.fromarray(rgb).save(src / "rgb.png", transparency=(255, 0, 0))
+    grey = np.where(np.arange(20) < 10, 7, 200).astype(np.uint8)[None, :].repeat(20, 0)
+    Image.fromarray(grey, "L").save(src / "grey.png", transparency=7)
+    for fmt in ("jpeg", "png"):
+        recipe = tmp_path / f"{fmt}.yaml"
+        recipe.write_text(
+            f"version: 1\nvariants: 1\noutput: {{format: {fmt}, background: [0, 255, 0]}}\n"
+            "pipeline:\n  - hflip: {p: 0}\n"
+        )
+        out = tmp_path / fmt
+        result = CliRunner().invoke(
+            main, ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out), "-q"]
+        )
+        assert result.exit_code == 0, result.output
+        rows = {r["source_path"]: r for r in read_manifest(out)}
+        for name in ("c/rgb.png", "c/grey.png"):
+            with Image.open(out / rows[name]["output_path"]) as im:
+                left, right = (
+                    im.convert("RGBA").getpixel((2, 10)),
+                    im.convert("RGBA").getpixel((17, 10)),
+                )
+            if fmt == "png":
+                assert left[3] == 0 and right[3] == 255, (name, left, right)
+            else:  # flattened onto the green background (its grey, 150, for an L image)
+                green = (0, 255, 0) if name == "c/rgb.png" else (150, 150, 150)
+                assert max(abs(a - b) for a, b in zip(left[:3], green)) <= 4, (name, left)
