@@ -614,6 +614,8 @@ def _prepare_output(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise OutputError(f"output directory {out_dir} is not writable")
+    if overwrite:
+        _remove_other_recipes_runs(out_dir, recipe.sha256, files)
     rows = _recorded_rows(out_dir, files)
     run = manifest.read_run(out_dir, files.run_json) or {}
     previous = run.get("recipe_sha256") or (rows[0]["recipe_sha256"] if rows else None)
@@ -694,10 +696,22 @@ def _remove_listed(out_dir: str, rows: list[dict[str, str]], files: manifest.Run
     for row in rows:
         path = os.path.normpath(os.path.join(out_dir, row["output_path"]))
         if path.startswith(out_dir + os.sep) and os.path.isfile(path):
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # another shard's clean-up got it
+                os.unlink(path)
     for name in files.names():
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(out_dir, name))
+
+
+def _remove_other_recipes_runs(out_dir: str, sha256: str, files: manifest.RunFiles) -> None:
+    """--overwrite: the runs of other recipes recorded in OUT besides this run's own (shard
+    parts, merged or not), each as `_remove_listed` removes a run: what it lists, its files."""
+    for name, sha in manifest.recorded_recipes(out_dir).items():
+        if sha == sha256 or name == files.run_json:
+            continue
+        part = manifest.RUN_PART.fullmatch(name)
+        other = manifest.RunFiles.for_shard(f"{part[1]}-of-{part[2]}" if part else None)
+        _remove_listed(out_dir, _recorded_rows(out_dir, other), other)
 
 
 def _remove_unrecorded(out_dir: str, tasks: Iterable[Task]) -> None:

@@ -579,3 +579,25 @@ def test_shard_into_an_out_with_another_shards_class_folders(job, tmp_path: Path
     result = cli("expand", "-r", recipe, src, tmp_path / "other", "--shard", "0/2", "-q")
     assert result.exit_code == 2
     assert "is not empty and holds no augctl run" in result.stderr
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_overwrite_removes_another_recipes_shard_parts(tmp_path: Path, merged: bool) -> None:
+    """--overwrite with another recipe deletes what the old run's manifests list, shard parts
+    included: unmerged, none of the old outputs was deleted (the class folders held both
+    recipes' images); merged, the old parts stayed and a later merge refused them."""
+    src = make_tree(tmp_path / "in", {"cat": 3, "dog": 2})
+    old, new = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    old.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip\n")
+    new.write_text("version: 1\nvariants: 1\noutput: {format: png}\npipeline:\n  - vflip\n")
+    out = tmp_path / "out"
+    for k in range(2):
+        assert cli("expand", "-r", old, src, out, "--shard", f"{k}/2", "-q").exit_code == 0
+    if merged:
+        assert cli("merge", out).exit_code == 0
+    result = cli("expand", "-r", new, src, out, "-q", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(output_files(out)) == sorted(r["output_path"] for r in read_manifest(out))
+    assert all(name.endswith(".png") for name in output_files(out)) and len(output_files(out)) == 5
+    assert not [p.name for p in out.iterdir() if "-of-" in p.name and not p.name.startswith(".")]
+    assert cli("verify", out).exit_code == 0
