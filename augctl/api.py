@@ -16,7 +16,7 @@ from . import __version__, dataset, manifest, pipeline
 from .dataset import Listing, Skipped
 from .engines import Executor, get_executor
 from .errors import OutputError, SourceError, UsageError
-from .execute import Job, Result, default_workers, library_versions, rng_for
+from .execute import Job, Result, check_sizes, default_workers, library_versions, rng_for
 from .images import TEMP_SUFFIX, probe
 from .limits import MAX_SEED, MAX_VARIANTS
 from .ops import REGISTRY
@@ -408,10 +408,18 @@ def describe_plan(
                     {"source_path": source.rel, "class": source.cls, "reason": str(exc)}
                 )
                 continue
-            read += 1
             partners = job.partners(source.rel, source.cls, task.fmt)  # drawn, never decoded
-            for variant in task.variants:
-                pixels[task.fmt] += _output_pixels(rec, variant, size, partners)
+            sampled = {v.index: _sampled(rec, v, size, partners) for v in task.variants}
+            try:
+                check_sizes(size, sampled, rec.max_pixels)  # as the run refuses it
+            except SourceError as exc:
+                plan.skipped.append(
+                    {"source_path": source.rel, "class": source.cls, "reason": str(exc)}
+                )
+                continue
+            read += 1
+            for applied in sampled.values():
+                pixels[task.fmt] += _output_pixels(applied, size)
         counts[source.cls]["sources"] += 1
         counts[source.cls]["outputs"] += len(task.variants)
     plan.skipped.sort(key=lambda e: e["source_path"])
@@ -430,14 +438,20 @@ def describe_plan(
     return plan
 
 
-def _output_pixels(
+def _sampled(
     recipe: Recipe, variant: Variant, size: tuple[int, int], partners: Partners | None
-) -> int:
-    """Pixels of one variant's output: its ops sampled exactly as the run will, not applied."""
-    if variant.index:
-        for entry in pipeline.sample(recipe.pipeline, rng_for(variant.seed), size, partners):
-            params = {k: v for k, v in entry.items() if k != "op"}
-            size = REGISTRY[entry["op"]].size_after(size, params)
+) -> list[dict[str, Any]]:
+    """One variant's ops, sampled exactly as the run will (none for an original)."""
+    if not variant.index:
+        return []
+    return pipeline.sample(recipe.pipeline, rng_for(variant.seed), size, partners)
+
+
+def _output_pixels(applied: list[dict[str, Any]], size: tuple[int, int]) -> int:
+    """Pixels of one variant's output: its ops' sizes, not the ops applied."""
+    for entry in applied:
+        params = {k: v for k, v in entry.items() if k != "op"}
+        size = REGISTRY[entry["op"]].size_after(size, params)
     return size[0] * size[1]
 
 

@@ -252,7 +252,7 @@ def decode_scales(
     return {i: min(common, needs(i), cap) for i in sampled}
 
 
-def _check_sizes(
+def check_sizes(
     size: tuple[int, int], sampled: dict[int, list[dict[str, Any]]], limit: int
 ) -> None:
     """Refuse variants whose ops would grow an image past input.max_pixels (pad, resize,
@@ -293,7 +293,7 @@ def _run_task(job: Job, task: Task) -> Result:
             else []
             for v in task.variants
         }
-        _check_sizes(header.size, sampled, recipe.max_pixels)
+        check_sizes(header.size, sampled, recipe.max_pixels)
         scales = decode_scales(recipe, task.source.rel, header, sampled, partners)
         recipe_sha = recipe.sha256  # a property that hashes the whole recipe: once per task
         rows: dict[int, dict[str, Any]] = {}

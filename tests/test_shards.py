@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import REPO, SMALL_RECIPE, augctl_cmd, make_tree, output_files, read_manifest
+from PIL import Image
 
 from augctl import UsageError, api
 from augctl.cli import main
@@ -148,7 +149,7 @@ def two_shards(two_shards_once: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(two_shards_once, tmp_path / "out", symlinks=True))
 
 
-def test_merge_refuses_parts_of_different_recipes(job, two_shards: Path) -> None:
+def test_merge_refuses_parts_of_different_recipes(job, two_shards: Path, tmp_path: Path) -> None:
     src, recipe, _ = job
     out = two_shards
     (out / "run-1-of-2.json").unlink()
@@ -156,10 +157,12 @@ def test_merge_refuses_parts_of_different_recipes(job, two_shards: Path) -> None
     other = cli("expand", "-r", recipe, src, out, "--shard", "1/2", "--seed", "8", "-q")
     assert other.exit_code == 2
     assert "holds a run of a different recipe (run-0-of-2.json: sha256 " in other.stderr
-    other = cli(
-        "expand", "-r", recipe, src, out, "--shard", "1/2", "--seed", "8", "-q", "--overwrite"
-    )
+    # (--overwrite would delete part 0 first: parts of another recipe are brought in.)
+    elsewhere = tmp_path / "elsewhere"
+    other = cli("expand", "-r", recipe, src, elsewhere, "--shard", "1/2", "--seed", "8", "-q")
     assert other.exit_code == 0, other.output
+    for name in ("run-1-of-2.json", "manifest-1-of-2.csv", "errors-1-of-2.csv"):
+        shutil.copy(elsewhere / name, out / name)
     shas = [json.loads((out / f"run-{k}-of-2.json").read_text())["recipe_sha256"] for k in (0, 1)]
     result = cli("merge", out)
     assert result.exit_code == 1
@@ -601,3 +604,28 @@ def test_overwrite_removes_another_recipes_shard_parts(tmp_path: Path, merged: b
     assert all(name.endswith(".png") for name in output_files(out)) and len(output_files(out)) == 5
     assert not [p.name for p in out.iterdir() if "-of-" in p.name and not p.name.startswith(".")]
     assert cli("verify", out).exit_code == 0
+
+
+def test_dry_run_skips_what_the_run_refuses_for_its_output_size(tmp_path: Path) -> None:
+    """A source whose ops would make an image past input.max_pixels is refused by the run
+    from its header; the dry run counted its outputs and pixels as if it would be made."""
+    src = tmp_path / "in" / "c"
+    src.mkdir(parents=True)
+    Image.new("RGB", (10, 1000), "gray").save(src / "thin.png")
+    Image.new("RGB", (50, 50), "gray").save(src / "ok.png")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 1\noutput: {format: png}\n"
+        "pipeline:\n  - resize: {size: [3000, 2], fit: cover}\n"
+    )
+    dry = cli("expand", "--dry-run", "--json", "-r", recipe, tmp_path / "in", tmp_path / "out")
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    run = cli("expand", "-q", "-r", recipe, tmp_path / "in", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+    errors = read_manifest(tmp_path / "out", "errors.csv")
+    assert [e["source_path"] for e in plan["skipped"]] == [e["source_path"] for e in errors]
+    assert [e["reason"] for e in plan["skipped"]] == [e["reason"] for e in errors]
+    (row,) = read_manifest(tmp_path / "out")
+    assert plan["outputs"] == 1
+    assert plan["estimate"]["output_pixels"] == {"png": int(row["width"]) * int(row["height"])}
