@@ -31,7 +31,7 @@ class _Failure(click.ClickException):
         self.exit_code = error.exit_code
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"augctl: error: {self.format_message()}", err=True)
+        _say(f"augctl: error: {self.format_message()}")
 
 
 def _usage(message: str) -> _Failure:
@@ -39,8 +39,15 @@ def _usage(message: str) -> _Failure:
     return _Failure(UsageError(message))
 
 
+def _say(message: str) -> None:
+    """A line on stderr, where it can be written: a closed pipe or a full disk there must
+    not turn finished work into a failure."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(message, err=True)
+
+
 def _warn(message: str) -> None:
-    click.echo(f"augctl: warning: {message}", err=True)
+    _say(f"augctl: warning: {message}")
 
 
 def _load(recipe: str) -> Any:
@@ -69,8 +76,8 @@ class _Progress:
             return
         try:
             self._show(done, total)
-        except OSError:  # stderr a closed pipe or a full disk: the run goes on without it
-            self.quiet = True
+        except (OSError, ValueError):  # stderr a closed pipe or file, a full disk: the run
+            self.quiet = True  # goes on without it
 
     def _show(self, done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -251,7 +258,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # click itself would print "Aborted!" and exit 1
-            click.echo("augctl: interrupted", err=True)
+            _say("augctl: interrupted")
             sys.exit(128 + _stopped_by[0])
 
 
@@ -414,7 +421,7 @@ def expand(
         else:
             _print_plan(plan)
         if not quiet:
-            click.echo("augctl: dry run: nothing was written", err=True)
+            _say("augctl: dry run: nothing was written")
         return
     progress = _Progress(quiet)
     try:
@@ -439,7 +446,7 @@ def expand(
         if isinstance(exc.__context__, AugctlError):
             # The run was already stopping for this error when the signal came: it says why.
             raise _Failure(exc.__context__) from None
-        click.echo("augctl: interrupted; re-run the same command to continue", err=True)
+        _say("augctl: interrupted; re-run the same command to continue")
         sys.exit(128 + _stopped_by[0])
     progress.close()
     for message in summary.warnings:
@@ -448,15 +455,14 @@ def expand(
         _warn(f"{summary.skipped} source(s) skipped; see {output_dir}/errors.csv")
     if not quiet:
         where = f"shard {summary.shard}: " if summary.shard else ""
-        click.echo(
+        _say(
             f"augctl: {where}wrote {summary.written} images from {summary.processed} sources "
             f"({summary.already_done} already done, {summary.skipped} skipped) "
             f"in {summary.seconds:.1f}s ({summary.images_per_second:.1f} sources/s) "
             f"to {output_dir}",
-            err=True,
         )
         if summary.shard:
-            click.echo(f"augctl: when every shard is done: augctl merge {output_dir}", err=True)
+            _say(f"augctl: when every shard is done: augctl merge {output_dir}")
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     if strict and summary.skipped:
@@ -488,9 +494,7 @@ def verify(output_dir: str, deep: bool, input_dir: str | None, as_json: bool) ->
             click.echo(f"{problem.kind}: {problem.path}: {problem.detail}")
         deep_note = f", {report.replayed} re-created" if deep else ""
         verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(
-            f"augctl: verified {report.checked} manifest rows{deep_note}: {verdict}", err=True
-        )
+        _say(f"augctl: verified {report.checked} manifest rows{deep_note}: {verdict}")
     if not report.ok:
         sys.exit(1)
 
@@ -535,10 +539,9 @@ def merge(output_dir: str, quiet: bool, as_json: bool) -> None:
 
     summary = _run(lambda: merge_(output_dir, command=sys.argv))
     if not quiet:
-        click.echo(
+        _say(
             f"augctl: merged {summary.shards} shards: {summary.rows} rows in "
             f"{output_dir}/manifest.csv, {summary.errors} in errors.csv",
-            err=True,
         )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -582,7 +585,7 @@ def init(path: str, force: bool) -> None:
             f.write(text)
     except OSError as exc:
         raise _Failure(OutputError(f"cannot write {path}: {exc.strerror or exc}")) from None
-    click.echo(f"augctl: wrote {path}; check it with: augctl validate {path}", err=True)
+    _say(f"augctl: wrote {path}; check it with: augctl validate {path}")
 
 
 @main.command()
@@ -621,7 +624,7 @@ def preview(image: str, recipe: str, n: int, output: str, tile: int, seed: int |
         sheet.save(output)
     except (OSError, ValueError) as exc:
         raise _Failure(OutputError(f"cannot write {output}: {exc}")) from None
-    click.echo(f"augctl: wrote {output} ({sheet.width}x{sheet.height}, {n} variants)", err=True)
+    _say(f"augctl: wrote {output} ({sheet.width}x{sheet.height}, {n} variants)")
 
 
 @main.command()
@@ -656,19 +659,40 @@ def run() -> None:
     """The `augctl` program (its console script and `python -m augctl`): the CLI, as the
     whole process."""
     _PROGRAM[0] = True
+    _hold_closed_standard_descriptors()
     try:
         main()
     except OSError as exc:
         # What escapes the commands unconverted is a write to standard output that failed (a
-        # full disk behind a redirect, a closed descriptor; click handles a closed pipe): the
-        # library turns every file error of its own into a typed one, naming the file.
+        # full disk behind a redirect; click handles a closed pipe): the library turns every
+        # file error of its own into a typed one, naming the file.
         if exc.filename is not None or exc.errno not in _STREAM_ERRORS:
             raise
         # What stdout holds unwritten goes nowhere, so that Python's flush at exit can't fail.
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        click.echo(f"augctl: error: cannot write to standard output: {exc.strerror}", err=True)
+            _point_at_null(sys.stdout.fileno())
+        _say(f"augctl: error: cannot write to standard output: {exc.strerror}")
         sys.exit(1)
+
+
+def _hold_closed_standard_descriptors() -> None:
+    """Give a standard descriptor the process started without (`2>&-`) to /dev/null: else
+    the next file opened takes its number (a lock file, a worker's pipe), and whatever is
+    written to "stderr" at the C level lands there. Python leaves sys.stderr None (nothing
+    is printed) either way."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                _point_at_null(fd)
+
+
+def _point_at_null(fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
 
 
 _STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF})

@@ -9,6 +9,7 @@ import shlex
 import signal
 import struct
 import subprocess
+import sys
 import time
 import unicodedata
 import zlib
@@ -502,3 +503,42 @@ def test_locate_finds_every_spelling_and_reads_a_folder_once(
             many / unicodedata.normalize("NFD", f"é{i}.png")
         )
     assert len(listed) <= 2, listed  # IN (which the earlier lookups listed without été), été
+
+
+@pytest.mark.parametrize("stderr", ["closed pipe", "/dev/full"])
+def test_messages_that_cannot_be_written_leave_a_finished_run_finished(
+    tmp_path: Path, recipe: Path, stderr: str
+) -> None:
+    """stderr a pipe nobody reads or a full disk: the summary line raised after the run, so a
+    finished run exited 1 and its --json summary never reached stdout."""
+    if stderr == "/dev/full" and not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    src = make_tree(tmp_path / "in", {"a": 2, "b": 1})
+    out = tmp_path / "out"
+    cmd = augctl_cmd("expand", "--recipe", recipe, src, out, "--json")
+    if stderr == "closed pipe":
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=write, timeout=120)
+        finally:
+            os.close(write)
+    else:
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=full, timeout=120)
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["written"] == 6 == len(read_manifest(out))
+
+
+def test_a_closed_standard_descriptor_is_held_on_dev_null(tmp_path: Path) -> None:
+    """Started with stderr closed, the process's next file took descriptor 2 (the run's lock
+    file, a worker's pipe), where C-level writes to stderr would land."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    code = (
+        "import os; from augctl import cli; cli._hold_closed_standard_descriptors(); "
+        "print(os.readlink('/proc/self/fd/2'), open(os.devnull).fileno() > 2)"
+    )
+    script = f"exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} 2>&-"
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [os.devnull, "True"], done
