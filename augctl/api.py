@@ -322,6 +322,8 @@ def _plan(
         )
     tasks, skipped = make_plan(listing, rec), list(listing.skipped)
     if only is not None:
+        if isinstance(only, (str, bytes, os.PathLike)):
+            raise UsageError("only= takes a list of paths, not one path: only=[path]")
         tasks, skipped = _select(tasks, skipped, in_dir, only)
     identity = listing_sha256([t.source.rel for t in tasks], [s.rel for s in skipped])
     tasks = [t for t in tasks if _in(shard, t.source.rel)]

@@ -145,6 +145,8 @@ def replay(
     # matters about a source is in its result.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise UsageError("replay takes a list of paths, not one path: [path]")
         return _replay(out_dir, paths, input_dir)
 
 

@@ -59,8 +59,16 @@ class Recipe:
             )
 
     def replace(self, **changes: Any) -> Recipe:
-        """A copy with some fields changed (command-line overrides)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with some fields changed (command-line overrides), checked as a recipe file
+        is: the change goes through the normalized form and back."""
+        changed = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        if changed == self:
+            return changed
+        try:
+            checked = load_recipe(changed.to_dict(), name=self.source)
+        except RecipeError as exc:  # its line is the normalized form's: named by path only
+            raise RecipeError(exc.reason, file=self.source, path=exc.path) from None
+        return dataclasses.replace(checked, source=self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized recipe: every default filled in, in a canonical shape.
@@ -121,7 +129,15 @@ def load_recipe(source: RecipeSource, *, name: str | None = None) -> Recipe:
     if isinstance(source, Recipe):
         return source
     if isinstance(source, dict):
-        return parse_recipe(yaml.safe_dump(source, sort_keys=False), name or "<dict>")
+        try:
+            text = yaml.safe_dump(source, sort_keys=False)
+        except yaml.YAMLError as exc:  # a numpy number, a Path: not plain data
+            raise RecipeError(
+                f"a recipe dict holds only plain values (str, int, float, bool, list, dict, "
+                f"None): {exc}",
+                file=name or "<dict>",
+            ) from None
+        return parse_recipe(text, name or "<dict>")
     if name is not None:
         return parse_recipe(str(source), name)
     path = Path(source)

@@ -542,3 +542,16 @@ def test_a_closed_standard_descriptor_is_held_on_dev_null(tmp_path: Path) -> Non
     script = f"exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} 2>&-"
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == [os.devnull, "True"], done
+
+
+def test_library_misuse_gets_typed_errors(tmp_path: Path, recipe: Path) -> None:
+    """A string where a list of paths goes was read character by character (junk rows in
+    errors.csv, nothing done, no error); a folder given to preview raised IsADirectoryError."""
+    src = make_tree(tmp_path / "in", {"a": 2})
+    with pytest.raises(augctl.UsageError, match="only= takes a list of paths"):
+        augctl.expand(src, tmp_path / "out", recipe, only="a/img_0.jpg", workers=1)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(augctl.UsageError, match="a list of paths"):
+        augctl.replay(tmp_path / "out", "a/img_0_jpg_aug001.jpg")
+    with pytest.raises(augctl.UsageError, match="not a regular file"):
+        augctl.preview(recipe, src / "a", n=1)

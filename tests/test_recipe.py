@@ -172,3 +172,28 @@ def test_the_normalized_form_loads_back_as_the_same_recipe(text: str) -> None:
     recipe = parse_recipe(text, "r.yaml")
     again = load_recipe(recipe.to_dict())
     assert again.to_dict() == recipe.to_dict() and again.sha256 == recipe.sha256
+
+
+def test_a_recipe_changed_in_code_is_checked_as_a_file_is() -> None:
+    """Recipe.replace went unchecked: format='bmp' failed deep in a run with a bare KeyError,
+    and version=99, variants=-1 or icc='maybe' were taken as they were."""
+    recipe = load_recipe(CONFIGS / "basic.yaml")
+    for change, message in (
+        ({"format": "bmp"}, "output.format: unknown format 'bmp'"),
+        ({"version": 99}, "version: unsupported recipe version 99"),
+        ({"variants": -1}, "variants: expected an integer in [0, 100000], got -1"),
+        ({"icc": "maybe"}, "output.icc: unknown icc 'maybe'"),
+    ):
+        with pytest.raises(RecipeError) as info:
+            recipe.replace(**change)
+        assert str(info.value).startswith(f"{CONFIGS / 'basic.yaml'}: {message}"), info.value
+    changed = recipe.replace(seed=7, variants=2)
+    assert (changed.seed, changed.variants, changed.source) == (7, 2, recipe.source)
+    assert changed.pipeline == recipe.pipeline
+
+
+def test_a_recipe_dict_with_values_yaml_cannot_hold_is_a_recipe_error() -> None:
+    import numpy as np
+
+    with pytest.raises(RecipeError, match="holds only plain values"):
+        load_recipe({"version": 1, "pipeline": [{"rotate": {"degrees": np.float64(5)}}]})
