@@ -347,16 +347,21 @@ class _Parser:
         if "extensions" in entries:
             enode = entries["extensions"][1]
             exts = self.value(enode)
-            if (
-                not isinstance(exts, list)
-                or not exts
-                or not all(isinstance(e, str) and e.strip(".") for e in exts)
-            ):
+            bad = (
+                [e for e in exts if not (isinstance(e, str) and e.strip("."))]
+                if isinstance(exts, list)
+                else []
+            )
+            if not isinstance(exts, list) or not exts or bad:
+                got = (
+                    f"a list holding {bad[0]!r}, which is not an extension"
+                    if bad
+                    else "an empty list"
+                    if exts == []
+                    else self.describe(enode)
+                )
                 raise self.fail(
-                    enode,
-                    "input.extensions",
-                    "expected a list like [.jpg, .png], got "
-                    + ("an empty list" if exts == [] else self.describe(enode)),
+                    enode, "input.extensions", f"expected a list like [.jpg, .png], got {got}"
                 )
             norm = ["." + e.lower().lstrip(".") for e in exts]
             out["extensions"] = tuple(sorted(set(norm)))  # order carries no meaning

@@ -73,6 +73,11 @@ CASES = [
         "version: 1\ninput: {extensions: []}\n",
         "r.yaml:2:21: input.extensions: expected a list like [.jpg, .png], got an empty list",
     ),
+    (
+        "version: 1\ninput: {extensions: [.jpg, 1]}\n",
+        "r.yaml:2:21: input.extensions: expected a list like [.jpg, .png], got a list holding 1, "
+        "which is not an extension",
+    ),
 ]
 
 
