@@ -277,13 +277,26 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
                 break
             if not _keeps_lost_detail_lost(composed, canvases):
                 break
+            if not _keeps_the_whole_canvas(step, current, current_next):
+                canvases.append((composed, current_next))
             matrix, current = composed, current_next
-            canvases.append((matrix, current))
             fill = entry.get("fill", fill)
         else:
             break
         end += 1
     return end
+
+
+def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
+    """Whether an op moves whole pixels and keeps every one (a flip, a right-angle turn of
+    the whole image): it cuts nothing off, so reading past its canvas is reading past the
+    one before it, which the ops after it are checked against already. (A flip before a
+    rotation split the segment, and so kept the source from being draft-decoded.)"""
+    if not _moves_whole_pixels(step):
+        return False
+    corners = [_apply(step, 0.0, 0.0), _apply(step, float(before[0]), float(before[1]))]
+    xs, ys = sorted(x for x, _ in corners), sorted(y for _, y in corners)
+    return all(abs(v - target) < _TOL for v, target in zip((*xs, *ys), (0, after[0], 0, after[1])))
 
 
 def _inside_canvases(matrix: Matrix, size: Size, canvases: list[tuple[Matrix, Size]]) -> bool:

@@ -22,7 +22,7 @@ from augctl.execute import rng_for
 from augctl.ops import REGISTRY
 from augctl.ops import resample as resample_module
 from augctl.ops.base import map_bands
-from augctl.recipe import parse_recipe
+from augctl.recipe import load_recipe, parse_recipe
 
 DRAFT_RECIPE = """\
 version: 1
@@ -396,8 +396,24 @@ def test_benchmark_scripts_run_in_smoke_mode(tmp_path: Path) -> None:
             {"op": "pad", "padding": [10, 10, 10, 10], "fill": 0, "mode": "constant"},
             {"op": "hflip"},
         ],
+        # A flip or a quarter turn cuts nothing off: the rotation after it fuses with it.
+        [
+            {"op": "hflip"},
+            {"op": "rotate", "angle": 20.0, "expand": False, "fill": 0, "resample": "bilinear"},
+        ],
+        [
+            {"op": "rotate90", "angle": 90},
+            {"op": "rotate", "angle": -12.0, "expand": False, "fill": 0, "resample": "bicubic"},
+        ],
     ],
-    ids=["crop-rotate-expand", "zoom-rotate", "rotate-unrotate", "pad-hflip"],
+    ids=[
+        "crop-rotate-expand",
+        "zoom-rotate",
+        "rotate-unrotate",
+        "pad-hflip",
+        "hflip-rotate",
+        "rot90-rotate",
+    ],
 )
 def test_fusion_keeps_what_earlier_ops_cut_off(ops: list[dict]) -> None:
     image = Image.open(SAMPLE_DATA / "cat" / "cat_01.jpg").convert("RGB")
@@ -499,3 +515,22 @@ def test_thin_jpegs_are_not_draft_decoded_to_a_few_pixels(tmp_path: Path) -> Non
     }
     assert scales == {"k/thin.jpg": 1, "k/wide.jpg": 8}
     assert CliRunner().invoke(main, ["verify", str(out), "--deep"]).exit_code == 0
+
+
+def test_a_flip_before_a_rotation_keeps_the_draft_decode() -> None:
+    """A flip or quarter turn of the whole image, then a rotation, is one resample: the flip
+    split the segment (the rotation reads past the flip's canvas, which is the image's), so
+    configs/photo_224.yaml and the starter recipe decoded every large JPEG in full."""
+    flip_then_rotate = [
+        {"op": "hflip"},
+        {"op": "rotate", "angle": 7.0, "expand": False, "fill": 0, "resample": "bicubic"},
+    ]
+    assert pipeline.segment_end(flip_then_rotate, 0, (4000, 3000)) == 2
+    recipe = load_recipe(REPO / "configs" / "photo_224.yaml")
+    scales = [
+        pipeline.draft_scale(
+            pipeline.sample(recipe.pipeline, rng_for(seed), (4000, 3000)), (4000, 3000)
+        )
+        for seed in range(100)
+    ]
+    assert min(scales) > 1, scales
