@@ -245,15 +245,16 @@ def expand(
                     if stopping is not None:
                         stopping.__exit__(None, None, None)
         with _output_errors(output_dir):
-            rows = _final_rows(out_dir, files)
-            manifest.write_csv(os.path.join(out_dir, files.manifest), rows, manifest.COLUMNS)
+            count, per_class = manifest.write_sorted_manifest(
+                os.path.join(out_dir, files.manifest), _recorded_rows(out_dir, files)
+            )
             if part is not None:
                 _write_errors(out_dir, files, errors)
             summary.skipped = len(errors)
-            summary.per_class = dict(sorted(Counter(r["class"] for r in rows).items()))
+            summary.per_class = dict(sorted(per_class.items()))
             summary.seconds = time.monotonic() - started
             run_info.update(
-                status="complete", rows=len(rows), errors=len(errors), summary=summary.to_dict()
+                status="complete", rows=count, errors=len(errors), summary=summary.to_dict()
             )
             manifest.write_json(os.path.join(out_dir, files.run_json), run_info)
             # A worker killed while writing (OOM, a lost Dask worker) left its temporary file.
@@ -511,16 +512,11 @@ def _output_errors(output_dir: str) -> Iterator[None]:
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
-def _recorded_rows(out_dir: str, files: manifest.RunFiles) -> list[dict[str, str]]:
-    """The rows a run has recorded: its completed manifest, then its working file."""
-    names = dict.fromkeys((files.manifest, files.working))
-    return [r for name in names for r in manifest.read_rows(os.path.join(out_dir, name))]
-
-
-def _final_rows(out_dir: str, files: manifest.RunFiles) -> list[dict[str, str]]:
-    """The run's rows sorted by output path, the last row kept where one was redone."""
-    rows = {r["output_path"]: r for r in _recorded_rows(out_dir, files)}
-    return [rows[k] for k in sorted(rows)]
+def _recorded_rows(out_dir: str, files: manifest.RunFiles) -> Iterator[dict[str, str]]:
+    """The rows a run has recorded, read as they are used: its completed manifest, then its
+    working file."""
+    for name in dict.fromkeys((files.manifest, files.working)):
+        yield from manifest.iter_rows(os.path.join(out_dir, name))
 
 
 def _mixing_classes(recipe: Recipe, listing: dataset.Listing) -> dict[str, tuple[str, ...]]:
@@ -632,9 +628,9 @@ def _prepare_output(
         raise OutputError(f"output directory {out_dir} is not writable")
     if overwrite:
         _remove_other_recipes_runs(out_dir, recipe.sha256, files)
-    rows = _recorded_rows(out_dir, files)
+    first = next(_recorded_rows(out_dir, files), None)
     run = manifest.read_run(out_dir, files.run_json) or {}
-    previous = run.get("recipe_sha256") or (rows[0]["recipe_sha256"] if rows else None)
+    previous = run.get("recipe_sha256") or (first["recipe_sha256"] if first else None)
     old_root = run.get("input_root")
     if previous == recipe.sha256 and old_root and not _same_dir(old_root, in_dir):
         if not overwrite:
@@ -643,8 +639,8 @@ def _prepare_output(
                 f"({old_root}); continue it with that input, use another directory, or pass "
                 "--overwrite to delete the files its manifest lists and start again"
             )
-        _remove_listed(out_dir, rows, files)
-        previous, rows = None, []
+        _remove_listed(out_dir, _recorded_rows(out_dir, files), files)
+        previous, first = None, None
     if previous is None:
         others = manifest.recorded_recipes(out_dir)
         other = next((name for name, sha in others.items() if sha != recipe.sha256), None)
@@ -671,14 +667,16 @@ def _prepare_output(
                 f"(sha256 {previous[:12]}, this one is {recipe.sha256[:12]}); use another "
                 "directory, or --overwrite to delete the files its manifest lists and start again"
             )
-        _remove_listed(out_dir, rows, files)
-        rows = []
+        _remove_listed(out_dir, _recorded_rows(out_dir, files), files)
+        first = None
     _remove_temp_files(out_dir, owned)
+    if first is None:
+        return set(), []
     done = {
-        r["output_path"] for r in rows if os.path.isfile(os.path.join(out_dir, r["output_path"]))
+        path
+        for path in (r["output_path"] for r in _recorded_rows(out_dir, files))
+        if os.path.isfile(os.path.join(out_dir, path))
     }
-    if not rows:
-        return done, []
     return done, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
 
 
@@ -707,7 +705,7 @@ def _same_dir(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _remove_listed(out_dir: str, rows: list[dict[str, str]], files: manifest.RunFiles) -> None:
+def _remove_listed(out_dir: str, rows: Iterable[dict[str, str]], files: manifest.RunFiles) -> None:
     """Delete what an old manifest lists (and only that), then the run's own files."""
     for row in rows:
         path = os.path.normpath(os.path.join(out_dir, row["output_path"]))

@@ -6,12 +6,15 @@ import contextlib
 import csv
 import ctypes
 import functools
+import heapq
 import io
+import itertools
 import json
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +91,17 @@ def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], header: b
 
 def write_text_atomic(path: str, text: str) -> None:
     """Replace a small text file atomically and durably."""
+    with _replacing(path) as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[Any]:
+    """A text file to write that replaces `path` atomically and durably once the block ends."""
     tmp = f"{path}.{os.getpid()}{TEMP_SUFFIX}"
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -100,6 +110,66 @@ def write_text_atomic(path: str, text: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(os.path.dirname(path) or ".")
+
+
+# Rows a finished run sorts in memory at once; more go through sorted runs on disk, so its
+# last step holds this many rows, not the whole manifest (a few kB each as dicts).
+SORT_CHUNK_ROWS = 50_000
+
+
+def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[int, Counter[str]]:
+    """Write `rows` to `path` sorted by output path, a later row for an output replacing an
+    earlier one (a source redone); returns the row count and the rows per class."""
+    spilled: list[str] = []
+    chunk: list[tuple[str, int, list[str]]] = []
+    try:
+        for seq, row in enumerate(rows):
+            chunk.append((row["output_path"], seq, [row[c] for c in COLUMNS]))
+            if len(chunk) >= SORT_CHUNK_ROWS:
+                spilled.append(_spill(chunk, f"{path}.sort{len(spilled)}.{os.getpid()}"))
+                chunk = []
+        chunk.sort()  # (output path, seq): seqs are unique, records never compared
+        if spilled:
+            spilled.append(_spill(chunk, f"{path}.sort{len(spilled)}.{os.getpid()}"))
+            merged: Iterable[tuple[str, int, list[str]]] = heapq.merge(
+                *(_spilled(name) for name in spilled)
+            )
+        else:
+            merged = chunk
+        count, per_class = 0, Counter[str]()
+        with _replacing(path) as f:
+            out = csv.writer(f, lineterminator="\r\n")
+            out.writerow(COLUMNS)
+            for _, group in itertools.groupby(merged, key=lambda item: item[0]):
+                *_, (_, _, record) = group  # the last row for this output
+                out.writerow(record)
+                count += 1
+                per_class[record[_CLASS]] += 1
+        return count, per_class
+    finally:
+        for name in spilled:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
+_CLASS = COLUMNS.index("class")
+
+
+def _spill(chunk: list[tuple[str, int, list[str]]], name: str) -> str:
+    """Write a sorted chunk of rows to a temporary file; returns its name."""
+    chunk.sort()
+    name += TEMP_SUFFIX
+    with open(name, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\r\n")
+        for key, seq, record in chunk:
+            out.writerow([key, seq, *record])
+    return name
+
+
+def _spilled(name: str) -> Iterator[tuple[str, int, list[str]]]:
+    with open(name, encoding="utf-8", newline="") as f:
+        for key, seq, *record in csv.reader(f, strict=True):
+            yield key, int(seq), record
 
 
 def _fsync_dir(path: str) -> None:
@@ -126,45 +196,86 @@ def write_json(path: str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def _parse(text: str, columns: tuple[str, ...], path: str) -> tuple[list[dict[str, str]], bool]:
-    """Complete records of a CSV text, and whether a torn last record was dropped."""
-    records = csv.reader(io.StringIO(text), strict=True)
+def _torn(path: str, columns: tuple[str, ...] = COLUMNS) -> bool:
+    """Whether a manifest-like CSV ends in a record a crash cut short (`iter_rows` drops it)."""
     try:
-        header = next(records, None)
-    except csv.Error:
-        header = None
-    if header is None:
-        return [], bool(text)
-    if tuple(header) != columns:
-        raise OutputError(f"{path} is not an augctl file: its columns are not {', '.join(columns)}")
-    rows: list[dict[str, str]] = []
-    torn = False
-    try:
-        for record in records:
-            if len(record) != len(columns):
-                torn = True
-                break
-            rows.append(dict(zip(columns, record)))
-    except csv.Error:  # ends inside a quoted field: the last append was cut short
-        torn = True
-    # A record cut right after a field, or inside a quoted line break, parses short or
-    # ends without its line terminator: either way it was never fully written.
-    if not torn and rows and not text.endswith("\n"):
-        rows.pop()
-        torn = True
-    return rows, torn
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            whole = f.read(1) == b"\n"
+        with open(path, encoding="utf-8", newline="") as f:
+            records = csv.reader(f, strict=True)
+            try:
+                header = next(records, None)
+                if header is None:
+                    return True
+                if tuple(header) != columns:
+                    raise OutputError(
+                        f"{path} is not an augctl file: its columns are not {', '.join(columns)}"
+                    )
+                rows = False
+                for record in records:
+                    if len(record) != len(columns):
+                        return True
+                    rows = True
+            except csv.Error:  # ends inside a quoted field
+                return True
+            # A record cut inside a quoted line break, or right after a field, parses whole
+            # or short but ends without its line terminator.
+            return rows and not whole
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
 
 
 def read_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
     """The complete rows of a manifest-like CSV; a torn last record (from a crash) is dropped."""
+    return list(iter_rows(path, columns))
+
+
+def iter_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> Iterator[dict[str, str]]:
+    """`read_rows`, one row at a time (a manifest can hold millions)."""
     try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            whole = f.read(1) == b"\n"  # else the last record was cut short
         with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
+            records = csv.reader(f, strict=True)
+            try:
+                header = next(records, None)
+            except csv.Error:
+                return
+            if header is None:
+                return
+            if tuple(header) != columns:
+                raise OutputError(
+                    f"{path} is not an augctl file: its columns are not {', '.join(columns)}"
+                )
+            # A row is given once the next one parses: the last one only if the file ends
+            # with its line terminator (else its append was cut short).
+            held: dict[str, str] | None = None
+            try:
+                for record in records:
+                    if len(record) != len(columns):  # cut right after a field: torn
+                        whole = True  # what came before it is whole
+                        break
+                    if held is not None:
+                        yield held
+                    held = dict(zip(columns, record))
+            except csv.Error:  # ends inside a quoted field: the last append was cut short
+                whole = True
+            if held is not None and whole:
+                yield held
     except FileNotFoundError:
-        return []
+        return
     except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"cannot read {path}: {exc}") from None
-    return _parse(text, columns, path)[0]
 
 
 _SHARD_FILE = re.compile(r"(manifest|errors|run)-\d+-of-\d+\.(csv|json)")
@@ -196,17 +307,15 @@ class ManifestWriter:
             self.file.flush()
 
     def _repair_tail(self) -> None:
-        """Drop a torn last record left by a crash so the next append starts a fresh row."""
-        try:
-            with open(self.path, encoding="utf-8", newline="") as f:
-                text = f.read()
-        except FileNotFoundError:
+        """Drop a torn last record left by a crash so the next append starts a fresh row
+        (read as a stream, and rewritten only if torn: a manifest can hold millions)."""
+        if not _torn(self.path):
             return
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OutputError(f"cannot read {self.path}: {exc}") from None
-        rows, torn = _parse(text, COLUMNS, self.path)
-        if torn:
-            write_csv(self.path, rows, COLUMNS)
+        with _replacing(self.path) as f:
+            out = csv.writer(f, lineterminator="\r\n")
+            out.writerow(COLUMNS)
+            for row in iter_rows(self.path):
+                out.writerow([row[c] for c in COLUMNS])
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Queue rows whose files were written; commit the group when it is due."""
