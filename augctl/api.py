@@ -626,7 +626,9 @@ def _prepare_output(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise OutputError(f"output directory {out_dir} is not writable")
-    if overwrite:
+    if overwrite and files.run_json == manifest.RUN_JSON:
+        # Only an unsharded run: a shard's siblings may be writing beside it, and each
+        # removes its own part's predecessor (below), whose outputs are its own sources'.
         _remove_other_recipes_runs(out_dir, recipe.sha256, files)
     first = next(_recorded_rows(out_dir, files), None)
     run = manifest.read_run(out_dir, files.run_json) or {}
@@ -719,13 +721,23 @@ def _remove_listed(out_dir: str, rows: Iterable[dict[str, str]], files: manifest
 
 def _remove_other_recipes_runs(out_dir: str, sha256: str, files: manifest.RunFiles) -> None:
     """--overwrite: the runs of other recipes recorded in OUT besides this run's own (shard
-    parts, merged or not), each as `_remove_listed` removes a run: what it lists, its files."""
+    parts, merged or not), each as `_remove_listed` removes a run: what it lists, its files.
+    A run that is writing now (its lock is held) is left alone."""
     for name, sha in manifest.recorded_recipes(out_dir).items():
         if sha == sha256 or name == files.run_json:
             continue
-        part = manifest.RUN_PART.fullmatch(name)
-        other = manifest.RunFiles.for_shard(f"{part[1]}-of-{part[2]}" if part else None)
-        _remove_listed(out_dir, _recorded_rows(out_dir, other), other)
+        try:
+            lock = _lock_output(out_dir, name)
+        except UsageError:
+            continue
+        try:
+            if manifest.read_run_recipe(out_dir, name) in (sha256, None):
+                continue  # replaced meanwhile
+            part = manifest.RUN_PART.fullmatch(name)
+            other = manifest.RunFiles.for_shard(f"{part[1]}-of-{part[2]}" if part else None)
+            _remove_listed(out_dir, _recorded_rows(out_dir, other), other)
+        finally:
+            os.close(lock)
 
 
 def _remove_unrecorded(out_dir: str, tasks: Iterable[Task]) -> None:

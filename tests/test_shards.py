@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -629,3 +631,26 @@ def test_dry_run_skips_what_the_run_refuses_for_its_output_size(tmp_path: Path) 
     (row,) = read_manifest(tmp_path / "out")
     assert plan["outputs"] == 1
     assert plan["estimate"]["output_pixels"] == {"png": int(row["width"]) * int(row["height"])}
+
+
+def test_overwrite_leaves_a_run_that_is_writing_alone(tmp_path: Path) -> None:
+    """A shard part whose lock is held is a run writing now: --overwrite deletes none of its
+    files (it deleted them under a live shard, which then finished with its rows unlinked)."""
+    src = make_tree(tmp_path / "in", {"cat": 3, "dog": 2})
+    old, new = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    old.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip\n")
+    new.write_text("version: 1\nvariants: 1\noutput: {format: png}\npipeline:\n  - vflip\n")
+    out = tmp_path / "out"
+    for k in range(2):
+        assert cli("expand", "-r", old, src, out, "--shard", f"{k}/2", "-q").exit_code == 0
+    live = {r["output_path"] for r in read_manifest(out, "manifest-0-of-2.csv")}
+    gone = {r["output_path"] for r in read_manifest(out, "manifest-1-of-2.csv")}
+    fd = os.open(out / ".run-0-of-2.json.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = cli("expand", "-r", new, src, out, "-q", "--overwrite")
+    finally:
+        os.close(fd)
+    assert result.exit_code == 0, result.output
+    assert (out / "run-0-of-2.json").exists() and not (out / "run-1-of-2.json").exists()
+    assert all((out / p).exists() for p in live) and not any((out / p).exists() for p in gone)
