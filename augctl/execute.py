@@ -148,7 +148,7 @@ def render(
     out = pipeline.run(source.image, applied, partners, recipe.resampler)
     meta = source.meta
     keeps_all_metadata = (recipe.icc == "keep" or not meta.icc) and (
-        recipe.exif == "keep" or not meta.exif
+        recipe.exif == "keep" or not meta.has_exif
     )
     if not applied and source.data is not None and keeps_all_metadata:
         return out, source.data

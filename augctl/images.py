@@ -252,7 +252,7 @@ def decode(
     # so would a TIFF's header, which Pillow's TIFF writer copies XMP, IPTC and Photoshop data
     # from when it is given the opened file's own image (an original left as decoded).
     if hasattr(image, "tag_v2"):
-        image = image.copy()
+        image = image._new(image.im)  # the same pixels, not copied, in a plain image
     image.info = {}
     return image
 
@@ -350,7 +350,8 @@ class Metadata:
     leaves the pixels exactly as stored (one frame, upright, no mode conversion)."""
 
     icc: bytes | None = None
-    exif: bytes | None = None
+    exif: bytes | None = None  # what `exif: keep` keeps (`_EXIF_TAGS`)
+    has_exif: bool = False  # whether the source has any EXIF at all (a copy would keep it)
     pristine: bool = False
     format: str | None = None  # as Pillow names it, lowercased: "jpeg", "png", ...
 
@@ -393,6 +394,7 @@ def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
             )
             if 0x0112 in exif:
                 exif[0x0112] = 1  # the pixels are made upright; never rotate them twice
+            has_exif = len(exif) > 0
             for tag in set(exif) - _EXIF_TAGS:
                 del exif[tag]
             if 0x8769 in exif:
@@ -402,6 +404,7 @@ def read_metadata(data: bytes, keep_alpha: bool) -> Metadata:
             return Metadata(
                 icc=icc,
                 exif=exif.tobytes() if len(exif) else None,
+                has_exif=has_exif,
                 pristine=pristine,
                 format=(image.format or "").lower() or None,
             )

@@ -160,6 +160,24 @@ def test_kept_exif_drops_the_sources_own_size(tmp_path: Path) -> None:
         assert tags.get_ifd(0x8769) == {36867: "2024:05:06 07:08:09"}
 
 
+def test_stripped_exif_is_never_copied_along_with_an_original(tmp_path: Path) -> None:
+    """exif: strip (the default) and a source whose EXIF has only tags `keep` wouldn't keep:
+    the original is still re-encoded without them, not copied byte for byte."""
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[269] = "A document name"
+    photo(8).save(src / "a" / "doc.jpg", exif=exif.tobytes())
+    r = tmp_path / "r.yaml"
+    r.write_text("version: 1\nvariants: 0\ninclude_originals: true\noutput: {format: same}\n")
+    out = tmp_path / "out"
+    assert invoke("expand", "-r", r, src, out, "-q").exit_code == 0
+    (row,) = read_manifest(out)
+    assert row["output_sha256"] != row["source_sha256"]
+    with Image.open(out / row["output_path"]) as im:
+        assert len(im.getexif()) == 0
+
+
 def test_jpeg_subsampling_png_level_and_webp_lossless(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "in", {"a": 1})
     outputs = {}
