@@ -78,29 +78,35 @@ def _locate(folder: str, parts: list[str]) -> str | None:
     return None
 
 
-# Recently read folders' names by NFC form, so that finding many files in one folder stored
-# in NFD lists it once, not once per file; a name missing from it reads the folder again.
-_LISTINGS: dict[str, dict[str, list[str]]] = {}
+# Recently read folders' names by NFC form, with the folder's mtime then, so that finding
+# many files in one folder stored in NFD lists it once, not once per file; a name missing
+# from it reads the folder again only if the folder changed since.
+_LISTINGS: dict[str, tuple[int, dict[str, list[str]]]] = {}
 _LISTINGS_KEPT = 4
 _LISTINGS_LOCK = threading.Lock()
 
 
 def _nfc_names(folder: str, part: str) -> list[str]:
     """The names in `folder` whose NFC form is `part`."""
-    listing = _LISTINGS.get(folder)
-    if listing is None or part not in listing:
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
+    key = os.path.abspath(folder)
+    cached = _LISTINGS.get(key)
+    if cached is not None and part in cached[1]:
+        return cached[1][part]
+    try:
+        mtime = os.stat(key).st_mtime_ns
+        if cached is not None and cached[0] == mtime:
             return []
-        listing = {}
-        for name in names:
-            listing.setdefault(nfc(name), []).append(name)
-        with _LISTINGS_LOCK:
-            _LISTINGS.pop(folder, None)
-            while len(_LISTINGS) >= _LISTINGS_KEPT:
-                del _LISTINGS[next(iter(_LISTINGS))]
-            _LISTINGS[folder] = listing
+        names = sorted(os.listdir(key))
+    except OSError:
+        return []
+    listing: dict[str, list[str]] = {}
+    for name in names:
+        listing.setdefault(nfc(name), []).append(name)
+    with _LISTINGS_LOCK:
+        _LISTINGS.pop(key, None)
+        while len(_LISTINGS) >= _LISTINGS_KEPT:
+            del _LISTINGS[next(iter(_LISTINGS))]
+        _LISTINGS[key] = (mtime, listing)
     return listing.get(part, [])
 
 

@@ -503,6 +503,12 @@ def test_locate_finds_every_spelling_and_reads_a_folder_once(
             many / unicodedata.normalize("NFD", f"é{i}.png")
         )
     assert len(listed) <= 2, listed  # IN (which the earlier lookups listed without été), été
+    for i in range(20):  # files that aren't there (deleted sources, in verify --deep)
+        assert dataset.locate(str(root), f"été/gone{i}.png") == str(root / "été" / f"gone{i}.png")
+    assert len(listed) <= 2, listed  # the folder hasn't changed: not listed again
+    (many / "new.png").write_bytes(b"")
+    os.utime(many, ns=(0, 0))  # a change the listing can't have seen
+    assert dataset.locate(str(root), "été/new.png") == str(many / "new.png")
 
 
 @pytest.mark.parametrize("stderr", ["closed pipe", "/dev/full"])
