@@ -237,6 +237,10 @@ def decode(
                 image.draft(None, (w // scale, h // scale))
                 if image.size != (-(-w // scale), -(-h // scale)):
                     raise SourceError(f"cannot decode this image at 1/{scale} scale")
+            # A 16-bit PNG's colour key is 16-bit too, while Pillow keeps 8 bits of each
+            # sample: matched against those it would clear the wrong pixels. Not applied.
+            if image.format == "PNG" and any(";16" in str(t[3]) for t in image.tile):
+                image.info.pop("transparency", None)
             image.load()
     except SourceError:
         raise

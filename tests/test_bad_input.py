@@ -360,3 +360,41 @@ def test_a_colour_key_is_transparency(tmp_path: Path) -> None:
             else:  # flattened onto the green background (its grey, 150, for an L image)
                 green = (0, 255, 0) if name == "c/rgb.png" else (150, 150, 150)
                 assert max(abs(a - b) for a, b in zip(left[:3], green)) <= 4, (name, left)
+
+
+def test_a_16_bit_colour_key_is_not_matched_against_8_bit_pixels(tmp_path: Path) -> None:
+    """Pillow reads a 16-bit RGB PNG as 8 bits a sample but keeps its tRNS key in 16 bits:
+    matched as it is, the key for near-black (0x00FF) cleared the white pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    pixels = np.zeros((4, 4, 3), np.uint16)
+    pixels[:, :2], pixels[:, 2:] = 0x00FF, 0xFFFF
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(">HHH", 0x00FF, 0x00FF, 0x00FF))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    src = tmp_path / "in" / "c"
+    src.mkdir(parents=True)
+    (src / "key16.png").write_bytes(png)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nvariants: 1\noutput: {format: png}\npipeline:\n  - hflip: {p: 0}\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["expand", "-r", str(recipe), str(tmp_path / "in"), str(out), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = read_manifest(out)
+    with Image.open(out / row["output_path"]) as im:
+        rgba = im.convert("RGBA")
+        assert rgba.getpixel((3, 0)) == (255, 255, 255, 255), rgba.getpixel((3, 0))
