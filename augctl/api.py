@@ -296,11 +296,10 @@ def _plan(
     for name, value, hi in (("variants", variants, MAX_VARIANTS), ("seed", seed, MAX_SEED)):
         if value is not None and not (isinstance(value, int) and 0 <= value <= hi):
             raise UsageError(f"{name} must be an integer from 0 to {hi}, not {value!r}")
-    rec = load_recipe(recipe).replace(
-        variants=variants, seed=seed, include_originals=include_originals
-    )
+    rec = load_recipe(recipe)
     if variants is not None and rec.balance_target is not None:
         raise UsageError("--variants can't be combined with a recipe that sets 'balance'")
+    rec = rec.replace(variants=variants, seed=seed, include_originals=include_originals)
     if rec.balance_target is None and rec.variants == 0 and not rec.include_originals:
         raise UsageError(
             "the recipe would write no images: variants is 0 and include_originals is false"

@@ -54,6 +54,11 @@ def test_balance_gives_exact_even_counts(uneven: Path, tmp_path: Path) -> None:
     assert summary["per_class"] == {"few": 7, "many": 7, "some": 7}
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["summary"]["per_class"] == summary["per_class"]
+    # -n with balance: the option is refused, not the recipe file (blamed for a while).
+    for n in ("3", "5"):
+        refused = invoke("expand", "-r", r, uneven, tmp_path / "n", "-n", n)
+        assert refused.exit_code == 2
+        assert "--variants can't be combined with a recipe that sets 'balance'" in refused.stderr
 
 
 def test_balance_counts_originals_when_asked(uneven: Path, tmp_path: Path) -> None:
