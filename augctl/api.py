@@ -397,12 +397,13 @@ def describe_plan(
     )
     plan.skipped = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
     counts = {cls: {"sources": 0, "outputs": 0} for cls in listing.classes}
-    step = max(1, -(-len(tasks) // ESTIMATE_SAMPLE))
+    # Evenly spaced, exactly min(ESTIMATE_SAMPLE, all) of them (a whole step read fewer).
+    sample = {i * len(tasks) // ESTIMATE_SAMPLE for i in range(ESTIMATE_SAMPLE)}
     read = 0
     pixels: Counter[str] = Counter()
     for i, task in enumerate(tasks):
         source = task.source
-        if i % step == 0:
+        if i in sample:
             try:
                 size = probe(source.path, rec.max_pixels)
             except SourceError as exc:

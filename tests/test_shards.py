@@ -545,12 +545,13 @@ def test_dry_run_writes_nothing_and_counts_per_class(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("sample", [2, 5, 10])
 def test_dry_run_estimates_large_inputs_from_a_sample(
-    tree: Path, recipe_file: Path, monkeypatch: pytest.MonkeyPatch
+    tree: Path, recipe_file: Path, monkeypatch: pytest.MonkeyPatch, sample: int
 ) -> None:
-    monkeypatch.setattr(api, "ESTIMATE_SAMPLE", 2)
+    monkeypatch.setattr(api, "ESTIMATE_SAMPLE", sample)
     plan = api.describe_plan(tree, recipe_file)
-    assert plan.estimate["sources_read"] == 2  # of 7
+    assert plan.estimate["sources_read"] == min(sample, 7)  # of 7 (5 of 7 read 4)
     assert (plan.sources, plan.outputs) == (7, 21)
     assert plan.estimate["output_pixels"] == {"jpeg": 21 * 32 * 32}  # all alike: scales exactly
 
