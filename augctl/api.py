@@ -191,6 +191,8 @@ def expand(
             for e in old_errors
             if e["source_path"] in walked - this_run and _in(part, e["source_path"])
         ]
+        if done:
+            _warn_of_gone_sources(out_dir, files, walked, input_dir, summary)
         job = Job(
             recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
         )
@@ -510,6 +512,24 @@ def _output_errors(output_dir: str) -> Iterator[None]:
     except OSError as exc:
         where = exc.filename or output_dir
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
+
+
+def _warn_of_gone_sources(
+    out_dir: str, files: manifest.RunFiles, walked: set[str], input_dir: Any, summary: Summary
+) -> None:
+    """Say so when recorded outputs come from sources no longer in IN: they are kept (a
+    removed class stays a class folder of OUT), as a resume never deletes what it recorded."""
+    count, example = 0, None
+    for row in _recorded_rows(out_dir, files):
+        if row["source_path"] not in walked:
+            count += 1
+            example = example or row["source_path"]
+    if count:
+        summary.warnings.append(
+            f"{count} output(s) recorded in {files.manifest} come from sources no longer in "
+            f"{input_dir} (e.g. {example}); they are kept, with their rows (a new OUT, or "
+            "--overwrite with another recipe, leaves them out)"
+        )
 
 
 def _recorded_rows(out_dir: str, files: manifest.RunFiles) -> Iterator[dict[str, str]]:

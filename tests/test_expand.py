@@ -176,6 +176,26 @@ def test_second_run_is_a_no_op(tree: Path, recipe_file: Path, tmp_path: Path) ->
     assert output_files(out) == first
 
 
+def test_outputs_of_sources_gone_from_in_are_kept_and_said(
+    tree: Path, recipe_file: Path, tmp_path: Path
+) -> None:
+    """A source (or a class) deleted from IN between runs: its recorded outputs stay, as a
+    resume deletes nothing it recorded, and the run says so (it said nothing, and a removed
+    class stayed a class folder for ImageFolder to load)."""
+    out = tmp_path / "out"
+    assert expand_cli("-r", recipe_file, tree, out, "-q").exit_code == 0
+    (tree / "dog" / "img_0.jpg").unlink()
+    result = expand_cli("-r", recipe_file, tree, out, "-q")
+    assert result.exit_code == 0
+    assert (
+        "augctl: warning: 3 output(s) recorded in manifest.csv come from sources no longer in "
+        f"{tree} (e.g. dog/img_0.jpg)"
+    ) in result.stderr
+    assert len(read_manifest(out)) == 21
+    again = expand_cli("-r", recipe_file, tree, tmp_path / "fresh", "-q")
+    assert again.exit_code == 0 and "no longer in" not in again.stderr
+
+
 def test_other_recipe_on_used_output_is_refused(
     tree: Path, recipe_file: Path, tmp_path: Path
 ) -> None:
