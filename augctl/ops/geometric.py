@@ -640,7 +640,11 @@ register(
     family="geometric",
     apply=crop,
     params={
-        "size": Pair(None, "[w, h] in pixels (instead of fraction)", optional=True),
+        "size": Pair(
+            None,
+            "[w, h] in pixels (instead of fraction); a side past the image is cut to it",
+            optional=True,
+        ),
         "fraction": Num(0.9, "side length as a fraction of the image", lo=0.01, hi=1),
         "position": Enum("center", "where the box goes", options=("center", "random")),
     },
