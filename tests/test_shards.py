@@ -587,11 +587,8 @@ def test_shard_into_an_out_with_another_shards_class_folders(job, tmp_path: Path
     assert "is not empty and holds no augctl run" in result.stderr
 
 
-@pytest.mark.parametrize("merged", [False, True])
-def test_overwrite_removes_another_recipes_shard_parts(tmp_path: Path, merged: bool) -> None:
-    """--overwrite with another recipe deletes what the old run's manifests list, shard parts
-    included: unmerged, none of the old outputs was deleted (the class folders held both
-    recipes' images); merged, the old parts stayed and a later merge refused them."""
+def old_recipe_in_two_shards(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """IN, a second recipe, and OUT holding the two shard parts of a first recipe's run."""
     src = make_tree(tmp_path / "in", {"cat": 3, "dog": 2})
     old, new = tmp_path / "a.yaml", tmp_path / "b.yaml"
     old.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip\n")
@@ -599,6 +596,15 @@ def test_overwrite_removes_another_recipes_shard_parts(tmp_path: Path, merged: b
     out = tmp_path / "out"
     for k in range(2):
         assert cli("expand", "-r", old, src, out, "--shard", f"{k}/2", "-q").exit_code == 0
+    return src, new, out
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_overwrite_removes_another_recipes_shard_parts(tmp_path: Path, merged: bool) -> None:
+    """--overwrite with another recipe deletes what the old run's manifests list, shard parts
+    included: unmerged, none of the old outputs was deleted (the class folders held both
+    recipes' images); merged, the old parts stayed and a later merge refused them."""
+    src, new, out = old_recipe_in_two_shards(tmp_path)
     if merged:
         assert cli("merge", out).exit_code == 0
     result = cli("expand", "-r", new, src, out, "-q", "--overwrite")
@@ -637,13 +643,7 @@ def test_dry_run_skips_what_the_run_refuses_for_its_output_size(tmp_path: Path) 
 def test_overwrite_leaves_a_run_that_is_writing_alone(tmp_path: Path) -> None:
     """A shard part whose lock is held is a run writing now: --overwrite deletes none of its
     files (it deleted them under a live shard, which then finished with its rows unlinked)."""
-    src = make_tree(tmp_path / "in", {"cat": 3, "dog": 2})
-    old, new = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    old.write_text("version: 1\nvariants: 2\npipeline:\n  - hflip\n")
-    new.write_text("version: 1\nvariants: 1\noutput: {format: png}\npipeline:\n  - vflip\n")
-    out = tmp_path / "out"
-    for k in range(2):
-        assert cli("expand", "-r", old, src, out, "--shard", f"{k}/2", "-q").exit_code == 0
+    src, new, out = old_recipe_in_two_shards(tmp_path)
     live = {r["output_path"] for r in read_manifest(out, "manifest-0-of-2.csv")}
     gone = {r["output_path"] for r in read_manifest(out, "manifest-1-of-2.csv")}
     fd = os.open(out / ".run-0-of-2.json.lock", os.O_RDWR | os.O_CREAT)
