@@ -234,11 +234,11 @@ def _moves_whole_pixels(m: Matrix) -> bool:
     )
 
 
-def _keeps_lost_detail_lost(matrix: Matrix, canvases: list[tuple[Matrix, Size]]) -> bool:
+def _keeps_lost_detail_lost(matrix: Matrix, canvases: list[Canvas]) -> bool:
     """Whether a segment's matrix so far never samples finer than an earlier canvas that
     shrank: detail a downscale removed must stay removed, as when ops run one by one (a
     shrink, then an enlargement, is a low-resolution copy, not the image back)."""
-    for to_canvas, _ in canvases:
+    for to_canvas, _, _ in canvases:
         if (
             min_stretch(to_canvas) < 1 - _TOL
             and max_stretch(compose(matrix, invert(to_canvas))) > 1 + _TOL
@@ -257,7 +257,7 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
     """
     fill = None
     tables: list[dict[str, Any]] = []
-    canvases: list[tuple[Matrix, Size]] = []  # segment input -> each op's output canvas
+    canvases: list[Canvas] = []  # segment input -> each op's output canvas
     matrix, current = _IDENTITY, size
     end = start
     for entry in applied[start:]:
@@ -277,14 +277,19 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
                 break
             if not _keeps_lost_detail_lost(composed, canvases):
                 break
-            if not _keeps_the_whole_canvas(step, current, current_next):
-                canvases.append((composed, current_next))
+            whole = _keeps_the_whole_canvas(step, current, current_next)
+            canvases.append((composed, current_next, whole))
             matrix, current = composed, current_next
             fill = entry.get("fill", fill)
         else:
             break
         end += 1
     return end
+
+
+# An op's output canvas, as the segment's input maps onto it, and whether the op kept the
+# whole canvas before it (`_keeps_the_whole_canvas`).
+Canvas = tuple[Matrix, Size, bool]
 
 
 def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
@@ -299,14 +304,23 @@ def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
     return all(abs(v - target) < _TOL for v, target in zip((*xs, *ys), (0, after[0], 0, after[1])))
 
 
-def _inside_canvases(matrix: Matrix, size: Size, canvases: list[tuple[Matrix, Size]]) -> bool:
+def _inside_canvases(matrix: Matrix, size: Size, canvases: list[Canvas]) -> bool:
     """Whether the output canvas of `matrix`, mapped back, lies inside every earlier canvas
-    (within the one pixel a bilinear or bicubic tap reaches)."""
+    (within the one pixel a bilinear or bicubic tap reaches).
+
+    A whole canvas is passed over by a rotation by no right angle only: Pillow's test of
+    whether a sample lands on the image is half-open, [0, w), which a flip mirrors, and an
+    axis-aligned or right-angle op can put samples exactly on the edge (fused, a whole edge
+    row would come out otherwise than op by op); a rotation's samples land there by chance.
+    """
     if not canvases:
         return True
+    turned = abs(matrix[0]) > _TOL and abs(matrix[1]) > _TOL
     back = invert(matrix)
     corners = [_apply(back, x, y) for x, y in ((0, 0), (size[0], 0), (0, size[1]), size)]
-    for to_canvas, (w, h) in canvases:
+    for to_canvas, (w, h), whole in canvases:
+        if whole and turned:
+            continue
         for x, y in (_apply(to_canvas, cx, cy) for cx, cy in corners):
             if not (-1 - _TOL <= x <= w + 1 + _TOL and -1 - _TOL <= y <= h + 1 + _TOL):
                 return False
