@@ -121,16 +121,31 @@ def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[in
     """Write `rows` to `path` sorted by output path, a later row for an output replacing an
     earlier one (a source redone); returns the row count and the rows per class."""
     spilled: list[str] = []
+    numbers = itertools.count()
+    # Temporary files beside `path`, named `path.sortN-PID.augctl-tmp`: a killed run's next
+    # run (a shard's too) sees whose they are and removes them.
+
+    def spill(sorted_rows: Iterable[tuple[str, int, list[str]]]) -> None:
+        _spill(sorted_rows, f"{path}.sort{next(numbers)}-{os.getpid()}", spilled)
+
     chunk: list[tuple[str, int, list[str]]] = []
     try:
         for seq, row in enumerate(rows):
             chunk.append((row["output_path"], seq, [row[c] for c in COLUMNS]))
             if len(chunk) >= SORT_CHUNK_ROWS:
-                spilled.append(_spill(chunk, f"{path}.sort{len(spilled)}.{os.getpid()}"))
+                chunk.sort()  # (output path, seq): seqs are unique, records never compared
+                spill(chunk)
                 chunk = []
-        chunk.sort()  # (output path, seq): seqs are unique, records never compared
+        chunk.sort()
         if spilled:
-            spilled.append(_spill(chunk, f"{path}.sort{len(spilled)}.{os.getpid()}"))
+            spill(chunk)
+            # SORT_FAN_IN files merged at a time: a huge manifest needs no more open files.
+            while len(spilled) > SORT_FAN_IN:
+                group = spilled[:SORT_FAN_IN]
+                spill(heapq.merge(*(_spilled(name) for name in group)))
+                for name in group:
+                    spilled.remove(name)
+                    os.unlink(name)
             merged: Iterable[tuple[str, int, list[str]]] = heapq.merge(
                 *(_spilled(name) for name in spilled)
             )
@@ -153,17 +168,19 @@ def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[in
 
 
 _CLASS = COLUMNS.index("class")
+# Sorted files merged at once: the open files a final sort needs at most.
+SORT_FAN_IN = 64
 
 
-def _spill(chunk: list[tuple[str, int, list[str]]], name: str) -> str:
-    """Write a sorted chunk of rows to a temporary file; returns its name."""
-    chunk.sort()
+def _spill(rows: Iterable[tuple[str, int, list[str]]], name: str, spilled: list[str]) -> None:
+    """Write sorted rows to a new temporary file, recorded in `spilled` before it is written
+    (an interrupted write is removed too)."""
     name += TEMP_SUFFIX
+    spilled.append(name)
     with open(name, "w", encoding="utf-8", newline="") as f:
         out = csv.writer(f, lineterminator="\r\n")
-        for key, seq, record in chunk:
+        for key, seq, record in rows:
             out.writerow([key, seq, *record])
-    return name
 
 
 def _spilled(name: str) -> Iterator[tuple[str, int, list[str]]]:

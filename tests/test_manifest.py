@@ -12,7 +12,7 @@ import pytest
 from conftest import make_tree, read_manifest
 
 import augctl
-from augctl import manifest
+from augctl import api, manifest
 from augctl.manifest import COLUMNS
 
 
@@ -79,17 +79,29 @@ def test_a_manifest_cut_anywhere_reads_as_the_whole_text_parser_read_it(tmp_path
         assert manifest._torn(str(path)) == torn, cut
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 1000])
+@pytest.mark.parametrize(("chunk", "fan_in"), [(1, 3), (1, 64), (7, 2), (1000, 64)])
 def test_the_final_manifest_is_sorted_and_the_last_row_of_an_output_wins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, fan_in: int
 ) -> None:
-    """Sorted through runs on disk when it is larger than a chunk, in memory when not: the
-    same file, and no temporary file left."""
+    """Sorted through runs on disk when it is larger than a chunk (merged `fan_in` files at a
+    time: it opened them all at once, past the open-file limit on a huge manifest), in
+    memory when not: the same file, and no temporary file left."""
     monkeypatch.setattr(manifest, "SORT_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(manifest, "SORT_FAN_IN", fan_in)
     rows = _rows(200, seed=chunk)
     expected = {r["output_path"]: r for r in rows}  # a later row replaces an earlier one
     path = tmp_path / "manifest.csv"
+    names: list[str] = []
+    spill = manifest._spill
+    monkeypatch.setattr(
+        manifest,
+        "_spill",
+        lambda rows, name, spilled: names.append(name) or spill(rows, name, spilled),
+    )
     count, per_class = manifest.write_sorted_manifest(str(path), iter(rows))
+    # Named for the manifest they become: a killed run's next run, a shard's too, removes them.
+    assert all(api._temp_target(Path(n + ".augctl-tmp").name) == "manifest.csv" for n in names)
+    assert (not names) == (chunk >= len(rows)) and len(set(names)) == len(names)
     assert manifest.read_rows(str(path)) == [expected[k] for k in sorted(expected)]
     assert count == len(expected)
     assert dict(per_class) == {
@@ -111,3 +123,12 @@ def test_a_run_whose_manifest_is_sorted_on_disk_is_the_same_run(
     memory, disk = tmp_path / "memory" / "manifest.csv", tmp_path / "disk" / "manifest.csv"
     assert memory.read_bytes() == disk.read_bytes() and len(read_manifest(tmp_path / "disk")) == 21
     assert not [p for p in (tmp_path / "disk").iterdir() if p.name.endswith(".augctl-tmp")]
+
+
+def test_a_killed_sorts_files_are_a_shards_own_to_remove() -> None:
+    """A sort's temporary files are named after the manifest they become, so the next run of
+    the shard that left them removes them (they were no shard's, and stayed)."""
+    from augctl import api
+
+    name = "manifest-1-of-4.csv.sort12-4321.augctl-tmp"
+    assert api._temp_target(name) == "manifest-1-of-4.csv"
