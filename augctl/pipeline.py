@@ -273,7 +273,8 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
             if not all(_may_move_past(t, entry, step) for t in tables):
                 break
             composed = compose(step, matrix)
-            if not _inside_canvases(composed, current_next, canvases):
+            past_whole = _mixes_axes(composed) and entry.get("resample", "nearest") != "nearest"
+            if not _inside_canvases(composed, current_next, canvases, past_whole):
                 break
             if not _keeps_lost_detail_lost(composed, canvases):
                 break
@@ -292,6 +293,17 @@ def segment_end(applied: Applied, start: int, size: Size) -> int:
 Canvas = tuple[Matrix, Size, bool]
 
 
+def _mixes_axes(matrix: Matrix) -> bool:
+    """Whether each output axis takes from both input axes (a turn by no right angle).
+
+    Only then, and interpolating, may a segment read past a whole canvas: Pillow's test of
+    whether a sample lands on the image is half-open, [0, w), which a flip mirrors, and an
+    axis-aligned or right-angle segment, a shear along one axis, or a nearest pick puts
+    samples on (or a rounding away from) pixel edges all along a row or column, where fused
+    and op by op would differ."""
+    return all(abs(v) > _TOL for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+
+
 def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
     """Whether an op moves whole pixels and keeps every one (a flip, a right-angle turn of
     the whole image): it cuts nothing off, so reading past its canvas is reading past the
@@ -304,22 +316,18 @@ def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
     return all(abs(v - target) < _TOL for v, target in zip((*xs, *ys), (0, after[0], 0, after[1])))
 
 
-def _inside_canvases(matrix: Matrix, size: Size, canvases: list[Canvas]) -> bool:
+def _inside_canvases(
+    matrix: Matrix, size: Size, canvases: list[Canvas], past_whole: bool = False
+) -> bool:
     """Whether the output canvas of `matrix`, mapped back, lies inside every earlier canvas
-    (within the one pixel a bilinear or bicubic tap reaches).
-
-    A whole canvas is passed over by a rotation by no right angle only: Pillow's test of
-    whether a sample lands on the image is half-open, [0, w), which a flip mirrors, and an
-    axis-aligned or right-angle op can put samples exactly on the edge (fused, a whole edge
-    row would come out otherwise than op by op); a rotation's samples land there by chance.
-    """
+    (within the one pixel a bilinear or bicubic tap reaches); whole canvases are passed
+    over if `past_whole`."""
     if not canvases:
         return True
-    turned = abs(matrix[0]) > _TOL and abs(matrix[1]) > _TOL
     back = invert(matrix)
     corners = [_apply(back, x, y) for x, y in ((0, 0), (size[0], 0), (0, size[1]), size)]
     for to_canvas, (w, h), whole in canvases:
-        if whole and turned:
+        if whole and past_whole:
             continue
         for x, y in (_apply(to_canvas, cx, cy) for cx, cy in corners):
             if not (-1 - _TOL <= x <= w + 1 + _TOL and -1 - _TOL <= y <= h + 1 + _TOL):

@@ -536,6 +536,16 @@ def test_a_flip_before_a_rotation_keeps_the_draft_decode() -> None:
     assert min(scales) > 1, scales
 
 
+SHEAR = {
+    "op": "affine",
+    "angle": 0.0,
+    "translate": [0.0, 0.0],
+    "scale": 1.0,
+    "shear": [26.565051177077986, 0.0],
+    "fill": 0,
+}
+
+
 @pytest.mark.parametrize("size", [(50, 33), (33, 50)])
 @pytest.mark.parametrize(
     "ops",
@@ -559,12 +569,22 @@ def test_a_flip_before_a_rotation_keeps_the_draft_decode() -> None:
             {"op": "rotate", "angle": 90.0, "expand": False, "fill": 0, "resample": "bicubic"},
             {"op": "hflip"},
         ],
+        # A shear along one axis, or a nearest pick, lines samples up on pixel edges too.
+        *(
+            [{"op": "hflip"}, {**SHEAR, "resample": resample}]
+            for resample in ("nearest", "bilinear")
+        ),
+        [
+            {"op": "vflip"},
+            {"op": "rotate", "angle": 17.0, "expand": False, "fill": 0, "resample": "nearest"},
+        ],
     ],
 )
-def test_a_flip_fuses_only_with_a_rotation_by_no_right_angle(
+def test_a_flip_fuses_only_with_an_interpolating_turn_by_no_right_angle(
     ops: list[dict], size: tuple[int, int]
 ) -> None:
-    """Fused, a whole edge column came out black, or rows differed by up to 164 levels."""
+    """Fused, a whole edge column came out black, rows differed by up to 164 levels, or (a
+    shear after a flip) 882 pixels by up to 253."""
     image = photo(3, size)
     fused = np.asarray(pipeline.run(image, ops), np.int16)
     one_by_one = np.asarray(sequential(image, ops), np.int16)
