@@ -191,8 +191,8 @@ def expand(
             for e in old_errors
             if e["source_path"] in walked - this_run and _in(part, e["source_path"])
         ]
-        if done:
-            _warn_of_gone_sources(out_dir, files, walked, input_dir, summary)
+        if done and (gone := _gone_sources(out_dir, files, walked, str(input_dir))):
+            summary.warnings.append(gone)
         job = Job(
             recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
         )
@@ -514,22 +514,31 @@ def _output_errors(output_dir: str) -> Iterator[None]:
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
-def _warn_of_gone_sources(
-    out_dir: str, files: manifest.RunFiles, walked: set[str], input_dir: Any, summary: Summary
-) -> None:
-    """Say so when recorded outputs come from sources no longer in IN: they are kept (a
-    removed class stays a class folder of OUT), as a resume never deletes what it recorded."""
+def _gone_sources(
+    out_dir: str, files: manifest.RunFiles, walked: set[str], input_dir: str
+) -> str | None:
+    """A warning if recorded outputs come from sources no longer in IN: a resume keeps them
+    (a removed class stays a class folder of OUT), as it never deletes what it recorded."""
     count, example = 0, None
     for row in _recorded_rows(out_dir, files):
         if row["source_path"] not in walked:
             count += 1
             example = example or row["source_path"]
-    if count:
-        summary.warnings.append(
-            f"{count} output(s) recorded in {files.manifest} come from sources no longer in "
-            f"{input_dir} (e.g. {example}); they are kept, with their rows (a new OUT, or "
-            "--overwrite with another recipe, leaves them out)"
-        )
+    if not count:
+        return None
+    return (
+        f"{count} output(s) recorded in {files.manifest} come from sources no longer in "
+        f"{input_dir} (e.g. {example}); they are kept, with their rows (a new OUT, or "
+        "--overwrite with another recipe, leaves them out)"
+    )
+
+
+def _first_row(out_dir: str, files: manifest.RunFiles) -> dict[str, str] | None:
+    rows = _recorded_rows(out_dir, files)
+    try:
+        return next(rows, None)
+    finally:
+        rows.close()  # and its file
 
 
 def _recorded_rows(out_dir: str, files: manifest.RunFiles) -> Iterator[dict[str, str]]:
@@ -650,7 +659,7 @@ def _prepare_output(
         # Only an unsharded run: a shard's siblings may be writing beside it, and each
         # removes its own part's predecessor (below), whose outputs are its own sources'.
         _remove_other_recipes_runs(out_dir, recipe.sha256, files)
-    first = next(_recorded_rows(out_dir, files), None)
+    first = _first_row(out_dir, files)
     run = manifest.read_run(out_dir, files.run_json) or {}
     previous = run.get("recipe_sha256") or (first["recipe_sha256"] if first else None)
     old_root = run.get("input_root")
@@ -702,6 +711,14 @@ def _prepare_output(
     return done, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
 
 
+def _try_lock(out_dir: str, run_file: str) -> int | None:
+    """`_lock_output`, or None if another run holds the lock."""
+    try:
+        return _lock_output(out_dir, run_file)
+    except UsageError:
+        return None
+
+
 def _lock_output(out_dir: str, run_file: str) -> int:
     """Hold OUT for this run (or this shard): a second run would interleave its writes.
 
@@ -746,9 +763,8 @@ def _remove_other_recipes_runs(out_dir: str, sha256: str, files: manifest.RunFil
     for name, sha in manifest.recorded_recipes(out_dir).items():
         if sha == sha256 or name == files.run_json:
             continue
-        try:
-            lock = _lock_output(out_dir, name)
-        except UsageError:
+        lock = _try_lock(out_dir, name)
+        if lock is None:
             continue
         try:
             if manifest.read_run_recipe(out_dir, name) in (sha256, None):

@@ -39,10 +39,15 @@ def _usage(message: str) -> _Failure:
     return _Failure(UsageError(message))
 
 
+# What writing to a stream that can't take it raises: a closed pipe or a full disk, a
+# closed file object.
+_UNWRITABLE = (OSError, ValueError)
+
+
 def _say(message: str) -> None:
     """A line on stderr, where it can be written: a closed pipe or a full disk there must
     not turn finished work into a failure."""
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(*_UNWRITABLE):
         click.echo(message, err=True)
 
 
@@ -76,8 +81,8 @@ class _Progress:
             return
         try:
             self._show(done, total)
-        except (OSError, ValueError):  # stderr a closed pipe or file, a full disk: the run
-            self.quiet = True  # goes on without it
+        except _UNWRITABLE:  # stderr a closed pipe or file, a full disk: the run goes on
+            self.quiet = True
 
     def _show(self, done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -95,7 +100,7 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(*_UNWRITABLE):
                 self.bar.close()
 
 
@@ -655,6 +660,10 @@ def ops(name: str | None, as_json: bool, markdown: bool) -> None:
         click.echo("    p              default 1.0              probability the step is applied")
 
 
+# Errors of a write to standard output that failed (`run`).
+_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF})
+
+
 def run() -> None:
     """The `augctl` program (its console script and `python -m augctl`): the CLI, as the
     whole process."""
@@ -689,10 +698,8 @@ def _hold_closed_standard_descriptors() -> None:
 
 
 def _point_at_null(fd: int) -> None:
+    """Make descriptor `fd` /dev/null."""
     null = os.open(os.devnull, os.O_RDWR)
     if null != fd:
         os.dup2(null, fd)
         os.close(null)
-
-
-_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF})

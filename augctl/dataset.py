@@ -78,9 +78,9 @@ def _locate(folder: str, parts: list[str]) -> str | None:
     return None
 
 
-# Recently read folders' names by NFC form, with the folder's mtime then, so that finding
-# many files in one folder stored in NFD lists it once, not once per file; a name missing
-# from it reads the folder again only if the folder changed since.
+# The last few folders read (first in, first out): names by NFC form, with the folder's
+# mtime then, so that finding many files in one folder stored in NFD lists it once, not
+# once per file; a name missing from it reads the folder again only if it changed since.
 _LISTINGS: dict[str, tuple[int, dict[str, list[str]]]] = {}
 _LISTINGS_KEPT = 4
 _LISTINGS_LOCK = threading.Lock()

@@ -67,11 +67,17 @@ def read_source(path: str, max_pixels: int | None = None) -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a folder
+            raise SourceError("not a regular file")
+        f = os.fdopen(fd, "rb")
+    except BaseException as exc:
         os.close(fd)
-        raise SourceError("not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+        if isinstance(exc, OSError):
+            raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+        raise
+    with f:
         if st.st_size == 0:
             raise SourceError("empty file (0 bytes)")
         if max_pixels is not None:

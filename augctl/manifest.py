@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,9 @@ def _replacing(path: str) -> Iterator[Any]:
 # Rows a finished run sorts in memory at once; more go through sorted runs on disk, so its
 # last step holds this many rows, not the whole manifest (a few kB each as dicts).
 SORT_CHUNK_ROWS = 50_000
+# Sorted files merged at once: the open files a final sort needs at most.
+SORT_FAN_IN = 64
+_CLASS = COLUMNS.index("class")
 
 
 def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[int, Counter[str]]:
@@ -122,8 +125,9 @@ def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[in
     earlier one (a source redone); returns the row count and the rows per class."""
     spilled: list[str] = []
     numbers = itertools.count()
-    # Temporary files beside `path`, named `path.sortN-PID.augctl-tmp`: a killed run's next
-    # run (a shard's too) sees whose they are and removes them.
+    # Temporary files beside `path`, `path.sortN-PID.augctl-tmp`: no dot after `path`'s own
+    # but the one before the pid, so `api._temp_target` names `path` as theirs, and a killed
+    # run's next run (a shard's too) removes them.
 
     def spill(sorted_rows: Iterable[tuple[str, int, list[str]]]) -> None:
         _spill(sorted_rows, f"{path}.sort{next(numbers)}-{os.getpid()}", spilled)
@@ -143,9 +147,10 @@ def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[in
             while len(spilled) > SORT_FAN_IN:
                 group = spilled[:SORT_FAN_IN]
                 spill(heapq.merge(*(_spilled(name) for name in group)))
+                del spilled[:SORT_FAN_IN]
                 for name in group:
-                    spilled.remove(name)
-                    os.unlink(name)
+                    with contextlib.suppress(OSError):
+                        os.unlink(name)
             merged: Iterable[tuple[str, int, list[str]]] = heapq.merge(
                 *(_spilled(name) for name in spilled)
             )
@@ -165,11 +170,6 @@ def write_sorted_manifest(path: str, rows: Iterable[dict[str, str]]) -> tuple[in
         for name in spilled:
             with contextlib.suppress(OSError):
                 os.unlink(name)
-
-
-_CLASS = COLUMNS.index("class")
-# Sorted files merged at once: the open files a final sort needs at most.
-SORT_FAN_IN = 64
 
 
 def _spill(rows: Iterable[tuple[str, int, list[str]]], name: str, spilled: list[str]) -> None:
@@ -213,41 +213,6 @@ def write_json(path: str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def _torn(path: str, columns: tuple[str, ...] = COLUMNS) -> bool:
-    """Whether a manifest-like CSV ends in a record a crash cut short (`iter_rows` drops it)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() == 0:
-                return False
-            f.seek(-1, os.SEEK_END)
-            whole = f.read(1) == b"\n"
-        with open(path, encoding="utf-8", newline="") as f:
-            records = csv.reader(f, strict=True)
-            try:
-                header = next(records, None)
-                if header is None:
-                    return True
-                if tuple(header) != columns:
-                    raise OutputError(
-                        f"{path} is not an augctl file: its columns are not {', '.join(columns)}"
-                    )
-                rows = False
-                for record in records:
-                    if len(record) != len(columns):
-                        return True
-                    rows = True
-            except csv.Error:  # ends inside a quoted field
-                return True
-            # A record cut inside a quoted line break, or right after a field, parses whole
-            # or short but ends without its line terminator.
-            return rows and not whole
-    except FileNotFoundError:
-        return False
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from None
-
-
 def read_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
     """The complete rows of a manifest-like CSV; a torn last record (from a crash) is dropped."""
     return list(iter_rows(path, columns))
@@ -255,42 +220,60 @@ def read_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, s
 
 def iter_rows(path: str, columns: tuple[str, ...] = COLUMNS) -> Iterator[dict[str, str]]:
     """`read_rows`, one row at a time (a manifest can hold millions)."""
+    yield from _records(path, columns)
+
+
+def _torn(path: str, columns: tuple[str, ...] = COLUMNS) -> bool:
+    """Whether a manifest-like CSV ends in a record a crash cut short (`iter_rows` drops it)."""
+    records = _records(path, columns)
+    while True:
+        try:
+            next(records)
+        except StopIteration as end:
+            return bool(end.value)
+
+
+def _records(path: str, columns: tuple[str, ...]) -> Generator[dict[str, str], None, bool]:
+    """The complete rows of a CSV file, read as a stream; returns whether its last record was
+    torn (cut inside a quoted field, right after a field, or before its line terminator)."""
     try:
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() == 0:
-                return
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
             f.seek(-1, os.SEEK_END)
-            whole = f.read(1) == b"\n"  # else the last record was cut short
+            terminated = f.read(1) == b"\n"
         with open(path, encoding="utf-8", newline="") as f:
             records = csv.reader(f, strict=True)
             try:
                 header = next(records, None)
             except csv.Error:
-                return
+                return True
             if header is None:
-                return
+                return True
             if tuple(header) != columns:
                 raise OutputError(
                     f"{path} is not an augctl file: its columns are not {', '.join(columns)}"
                 )
-            # A row is given once the next one parses: the last one only if the file ends
-            # with its line terminator (else its append was cut short).
+            # A row is given once the next one parses: the last only if it was terminated.
             held: dict[str, str] | None = None
             try:
                 for record in records:
-                    if len(record) != len(columns):  # cut right after a field: torn
-                        whole = True  # what came before it is whole
+                    if len(record) != len(columns):
                         break
                     if held is not None:
                         yield held
                     held = dict(zip(columns, record))
-            except csv.Error:  # ends inside a quoted field: the last append was cut short
-                whole = True
-            if held is not None and whole:
+                else:
+                    if held is not None and terminated:
+                        yield held
+                    return held is not None and not terminated
+            except csv.Error:
+                pass
+            if held is not None:  # the torn record is the one after it
                 yield held
+            return True
     except FileNotFoundError:
-        return
+        return False
     except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"cannot read {path}: {exc}") from None
 

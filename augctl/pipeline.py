@@ -307,8 +307,7 @@ def _mixes_axes(matrix: Matrix) -> bool:
 def _keeps_the_whole_canvas(step: Matrix, before: Size, after: Size) -> bool:
     """Whether an op moves whole pixels and keeps every one (a flip, a right-angle turn of
     the whole image): it cuts nothing off, so reading past its canvas is reading past the
-    one before it, which the ops after it are checked against already. (A flip before a
-    rotation split the segment, and so kept the source from being draft-decoded.)"""
+    one before it, which the ops after it are checked against already."""
     if not _moves_whole_pixels(step):
         return False
     corners = [_apply(step, 0.0, 0.0), _apply(step, float(before[0]), float(before[1]))]
