@@ -536,14 +536,16 @@ def test_a_flip_before_a_rotation_keeps_the_draft_decode() -> None:
     assert min(scales) > 1, scales
 
 
-SHEAR = {
-    "op": "affine",
-    "angle": 0.0,
-    "translate": [0.0, 0.0],
-    "scale": 1.0,
-    "shear": [26.565051177077986, 0.0],
-    "fill": 0,
-}
+def _affine(angle: float, translate: list[float], shear: list[float], resample: str) -> dict:
+    return {
+        "op": "affine",
+        "angle": angle,
+        "translate": translate,
+        "scale": 1.0,
+        "shear": shear,
+        "fill": 0,
+        "resample": resample,
+    }
 
 
 @pytest.mark.parametrize("size", [(50, 33), (33, 50)])
@@ -552,18 +554,7 @@ SHEAR = {
     [
         # Right-angle ops after a flip put samples exactly on the image's edge, where Pillow's
         # half-open test is not symmetric under the flip: these stay two resamples.
-        [
-            {"op": "vflip"},
-            {
-                "op": "affine",
-                "angle": 90.0,
-                "translate": [1.0, 0.0],
-                "scale": 1.0,
-                "shear": [0.0, 0.0],
-                "fill": 0,
-                "resample": "bilinear",
-            },
-        ],
+        [{"op": "vflip"}, _affine(90.0, [1.0, 0.0], [0.0, 0.0], "bilinear")],
         [
             {"op": "hflip"},
             {"op": "rotate", "angle": 90.0, "expand": False, "fill": 0, "resample": "bicubic"},
@@ -571,7 +562,7 @@ SHEAR = {
         ],
         # A shear along one axis, or a nearest pick, lines samples up on pixel edges too.
         *(
-            [{"op": "hflip"}, {**SHEAR, "resample": resample}]
+            [{"op": "hflip"}, _affine(0.0, [0.0, 0.0], [26.565051177077986, 0.0], resample)]
             for resample in ("nearest", "bilinear")
         ),
         [
