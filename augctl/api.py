@@ -158,9 +158,11 @@ def expand(
             owned = None  # the files of this run: all of OUT, or a shard's own
             if part is not None:
                 owned = {v.out_rel for t in tasks for v in t.variants} | set(files.names())
-            done, old_errors = _prepare_output(
+            recorded, old_errors = _prepare_output(
                 out_dir, in_dir, rec, overwrite, files, owned, listing.classes if part else ()
             )
+            walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
+            done, gone = _recorded_outputs(out_dir, files, walked) if recorded else (set(), None)
             run_info = {
                 "augctl_version": __version__,
                 "libraries": libraries,
@@ -184,15 +186,18 @@ def expand(
         summary.already_done = summary.planned - sum(len(t.variants) for t in pending)
         errors = [{"source_path": s.rel, "class": s.cls, "reason": s.reason} for s in skipped]
         # Errors recorded earlier for sources this run leaves alone (--files-from) still stand.
-        walked = {s.rel for s in listing.sources} | {s.rel for s in listing.skipped}
         this_run = {t.source.rel for t in tasks} | {s.rel for s in skipped}
         errors += [
             e
             for e in old_errors
             if e["source_path"] in walked - this_run and _in(part, e["source_path"])
         ]
-        if done and (gone := _gone_sources(out_dir, files, walked, str(input_dir))):
-            summary.warnings.append(gone)
+        if gone:
+            summary.warnings.append(
+                f"{gone[0]} output(s) recorded in {files.manifest} come from sources no longer "
+                f"in {input_dir} (e.g. {gone[1]}); they are kept, with their rows (a new OUT, or "
+                "--overwrite with another recipe, leaves them out)"
+            )
         job = Job(
             recipe=rec, input_dir=in_dir, output_dir=out_dir, classes=_mixing_classes(rec, listing)
         )
@@ -514,26 +519,25 @@ def _output_errors(output_dir: str) -> Iterator[None]:
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
-def _gone_sources(
-    out_dir: str, files: manifest.RunFiles, walked: set[str], input_dir: str
-) -> str | None:
-    """A warning if recorded outputs come from sources no longer in IN: a resume keeps them
-    (a removed class stays a class folder of OUT), as it never deletes what it recorded."""
-    count, example = 0, None
+def _recorded_outputs(
+    out_dir: str, files: manifest.RunFiles, walked: set[str]
+) -> tuple[set[str], tuple[int, str] | None]:
+    """In one pass over a run's recorded rows: the outputs present in OUT, and how many rows
+    come from sources no longer in IN (with one of those sources), which a resume keeps as
+    it never deletes what it recorded (a removed class stays a class folder of OUT)."""
+    done: set[str] = set()
+    count, example = 0, ""
     for row in _recorded_rows(out_dir, files):
+        if os.path.isfile(os.path.join(out_dir, row["output_path"])):
+            done.add(row["output_path"])
         if row["source_path"] not in walked:
             count += 1
             example = example or row["source_path"]
-    if not count:
-        return None
-    return (
-        f"{count} output(s) recorded in {files.manifest} come from sources no longer in "
-        f"{input_dir} (e.g. {example}); they are kept, with their rows (a new OUT, or "
-        "--overwrite with another recipe, leaves them out)"
-    )
+    return done, (count, example) if count else None
 
 
 def _first_row(out_dir: str, files: manifest.RunFiles) -> dict[str, str] | None:
+    """The first row a run has recorded, its file closed after it."""
     rows = _recorded_rows(out_dir, files)
     try:
         return next(rows, None)
@@ -640,9 +644,9 @@ def _prepare_output(
     files: manifest.RunFiles,
     owned: set[str] | None = None,
     shared: Collection[str] = (),
-) -> tuple[set[str], list[dict[str, str]]]:
-    """Create or reopen OUT: the outputs already recorded by a run of this recipe on this
-    input, and the errors that run recorded.
+) -> tuple[bool, list[dict[str, str]]]:
+    """Create or reopen OUT: whether a run of this recipe on this input has recorded rows
+    there (`_recorded_outputs` reads them), and the errors that run recorded.
 
     `owned` (a shard's outputs and files) limits the clean-up of temporary files to this
     run's own; `shared` names folders other shards may have created in OUT already.
@@ -702,13 +706,8 @@ def _prepare_output(
         first = None
     _remove_temp_files(out_dir, owned)
     if first is None:
-        return set(), []
-    done = {
-        path
-        for path in (r["output_path"] for r in _recorded_rows(out_dir, files))
-        if os.path.isfile(os.path.join(out_dir, path))
-    }
-    return done, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
+        return False, []
+    return True, manifest.read_rows(os.path.join(out_dir, files.errors), manifest.ERROR_COLUMNS)
 
 
 def _try_lock(out_dir: str, run_file: str) -> int | None:

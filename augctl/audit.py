@@ -141,12 +141,12 @@ def replay(
     out_dir: str | os.PathLike, paths: Iterable[str], *, input_dir: str | None = None
 ) -> list[Replayed]:
     """Re-create outputs from their manifest rows (source + recorded ops, no rng)."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise UsageError("replay takes a list of paths, not one path: [path]")
     # Quiet as `expand` is: Pillow's warnings about a damaged source name no file, and what
     # matters about a source is in its result.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if isinstance(paths, (str, bytes, os.PathLike)):
-            raise UsageError("replay takes a list of paths, not one path: [path]")
         return _replay(out_dir, paths, input_dir)
 
 

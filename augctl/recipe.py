@@ -353,13 +353,12 @@ class _Parser:
                 else []
             )
             if not isinstance(exts, list) or not exts or bad:
-                got = (
-                    f"a list holding {bad[0]!r}, which is not an extension"
-                    if bad
-                    else "an empty list"
-                    if exts == []
-                    else self.describe(enode)
-                )
+                if bad:
+                    got = f"a list holding {bad[0]!r}, which is not an extension"
+                elif exts == []:
+                    got = "an empty list"
+                else:
+                    got = self.describe(enode)
                 raise self.fail(
                     enode, "input.extensions", f"expected a list like [.jpg, .png], got {got}"
                 )
